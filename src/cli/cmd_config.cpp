@@ -1,0 +1,5 @@
+// Placeholder so the binary links while the command is being written; replaced by its owner.
+#include "cli/commands.h"
+namespace bidora::cli {
+void register_config(CLI::App& app) { (void)app; }
+}  // namespace bidora::cli

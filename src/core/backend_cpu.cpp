@@ -1,0 +1,51 @@
+// CPU backend: oneDNN's sgemm (it detects AVX-512 on this machine, where Debian's OpenBLAS
+// falls back to SSE3 kernels) with OpenMP threads.
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <sched.h>
+
+#include "core/backend.h"
+#include "core/error.h"
+
+namespace bidora {
+namespace {
+
+class CpuBackend final : public ComputeBackend {
+ public:
+  const char* name() const override { return "cpu (oneDNN)"; }
+
+  void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+             int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override {
+    if (M == 0 || N == 0) return;
+    dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta,
+                                  C, ldc);
+    if (st != dnnl_success) fail("oneDNN sgemm failed (status {}) for M={} N={} K={}", static_cast<int>(st), M, N, K);
+  }
+};
+
+int available_cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
+  return omp_get_num_procs();
+}
+
+int g_threads = 0;
+
+}  // namespace
+
+ComputeBackend& backend() {
+  static CpuBackend cpu;
+  return cpu;
+}
+
+int num_threads() {
+  if (g_threads == 0) g_threads = available_cores();
+  return g_threads;
+}
+
+void set_num_threads(int n) {
+  g_threads = n > 0 ? n : available_cores();
+  omp_set_num_threads(g_threads);
+}
+
+}  // namespace bidora
