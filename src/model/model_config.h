@@ -49,6 +49,9 @@ struct ModelConfig {
   std::optional<int64_t> bos_token_id;
   std::optional<int64_t> pad_token_id;
 
+  // The attention window of `layer` (keys j with i - window < j <= i), or none for full causal.
+  std::optional<int64_t> window_for_layer(int64_t layer) const;
+
   int64_t q_dim() const { return num_heads * head_dim; }
   int64_t kv_dim() const { return num_kv_heads * head_dim; }
   // Number of parameters of the whole model (embeddings, all layers, final norm, lm_head if untied).

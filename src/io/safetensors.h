@@ -1,0 +1,68 @@
+#pragma once
+// safetensors files: a strict, bounds-checked memory-mapped reader and a writer that produces
+// the same bytes as the reference Rust implementation (shared/reference/formats.md §1).
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/mapped_file.h"
+#include "io/dtype.h"
+
+namespace bidora {
+
+struct TensorView {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;  // points into the mapped file
+  size_t nbytes = 0;
+  int64_t numel() const;
+  std::string shape_str() const;  // "[896, 4864]"
+};
+
+class SafetensorsFile {
+ public:
+  // Maps the file and validates the whole header; throws Error naming the file (and tensor).
+  explicit SafetensorsFile(const std::string& path);
+  const std::string& path() const { return file_.path(); }
+  const std::vector<TensorView>& tensors() const { return tensors_; }  // in data-offset order
+  const TensorView* find(const std::string& name) const;                // nullptr when absent
+  // Like find, but a missing tensor, or one whose dtype/shape differ from the expectation, is an
+  // error naming the file and the tensor.
+  const TensorView& get(const std::string& name) const;
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+ private:
+  MappedFile file_;
+  std::vector<TensorView> tensors_;
+  std::map<std::string, size_t> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// Converts any floating tensor (F32/BF16/F16) to float32; `out` must hold numel() floats.
+void tensor_to_f32(const TensorView& t, float* out, const std::string& source);
+
+class SafetensorsWriter {
+ public:
+  // The data is copied; shape in PyTorch order.
+  void add(const std::string& name, DType dtype, std::vector<int64_t> shape, std::span<const uint8_t> bytes);
+  void add_f32(const std::string& name, std::vector<int64_t> shape, std::span<const float> values);
+  void set_metadata(std::map<std::string, std::string> md) { metadata_ = std::move(md); }
+  std::string serialize() const;
+  void write(const std::string& path) const;  // atomic: temp file + rename
+
+ private:
+  struct Entry {
+    std::string name;
+    DType dtype;
+    std::vector<int64_t> shape;
+    std::vector<uint8_t> bytes;
+  };
+  std::vector<Entry> entries_;
+  std::map<std::string, std::string> metadata_{{"format", "pt"}};
+};
+
+}  // namespace bidora

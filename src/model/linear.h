@@ -1,0 +1,30 @@
+#pragma once
+// y = x Wᵀ (+ b) for a frozen weight in any storage, and the input gradient dx = dy W.
+// Non-f32 weights are expanded to float32 a tile of rows at a time into `tile`, so no full
+// float32 copy of a weight ever exists.
+#include <cstdint>
+#include <vector>
+
+#include "model/frozen_matrix.h"
+
+namespace bidora {
+
+// Scratch for weight tiles; sized once (max_floats) and reused by every call.
+class WeightTile {
+ public:
+  explicit WeightTile(size_t max_floats = size_t{1} << 21) : buf_(max_floats) {}
+  float* data() { return buf_.data(); }
+  size_t capacity() const { return buf_.size(); }
+  // Rows per tile for a matrix with `cols` columns (at least 1).
+  int64_t rows_per_tile(int64_t cols) const;
+
+ private:
+  std::vector<float> buf_;
+};
+
+// x: [n, in], y: [n, out] (overwritten), bias: [out] or nullptr.
+void linear_forward(const float* x, int64_t n, const FrozenMatrix& W, const float* bias, float* y, WeightTile& tile);
+// dx[n, in] = beta * dx + dy[n, out] · W.
+void linear_backward_input(const float* dy, int64_t n, const FrozenMatrix& W, float* dx, float beta, WeightTile& tile);
+
+}  // namespace bidora

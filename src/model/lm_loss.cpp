@@ -1,0 +1,108 @@
+#include "model/lm_loss.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "core/backend.h"
+#include "core/error.h"
+
+namespace bidora {
+namespace {
+
+// logits[tc, m] = hidden_chunk[tc, H] · W[v0 : v0+m]ᵀ ; returns the pointer to the weight rows
+// used (a tile or the f32 storage itself).
+const float* vocab_chunk_logits(const float* h, int64_t tc, const FrozenMatrix& W, int64_t v0, int64_t m,
+                                float* logits, WeightTile& tile) {
+  const int64_t H = W.cols();
+  const float* w = W.f32_data();
+  if (w) {
+    w += v0 * H;
+  } else {
+    W.rows_f32(v0, m, tile.data());
+    w = tile.data();
+  }
+  sgemm(false, true, tc, m, H, 1.0f, h, H, w, H, 0.0f, logits, m);
+  return w;
+}
+
+}  // namespace
+
+LossSums lm_head_cross_entropy(const float* hidden, int64_t n, const FrozenMatrix& W, const int32_t* targets,
+                               float* dhidden, float grad_scale, LmLossWorkspace& ws) {
+  const int64_t V = W.rows(), H = W.cols();
+  ws.rows.clear();
+  for (int64_t i = 0; i < n; ++i) {
+    if (targets[i] == kIgnoreIndex) continue;
+    if (targets[i] < 0 || targets[i] >= V) fail("label {} at token {} is outside the vocabulary [0, {})", targets[i], i, V);
+    ws.rows.push_back(i);
+  }
+  if (dhidden) std::fill(dhidden, dhidden + n * H, 0.0f);
+  LossSums out;
+  const int64_t active = static_cast<int64_t>(ws.rows.size());
+  if (active == 0) return out;
+
+  const int64_t TC = std::min(ws.token_chunk(), active);
+  const int64_t VC = std::min(V, ws.tile.rows_per_tile(H));
+  ws.hidden.resize(TC * H);
+  ws.logits.resize(TC * VC);
+  ws.row_max.resize(TC);
+  ws.row_sum.resize(TC);
+  ws.row_target.resize(TC);
+  if (dhidden) ws.dhidden.resize(TC * H);
+
+  for (int64_t c0 = 0; c0 < active; c0 += TC) {
+    const int64_t tc = std::min(TC, active - c0);
+    for (int64_t r = 0; r < tc; ++r)
+      std::memcpy(ws.hidden.data() + r * H, hidden + ws.rows[c0 + r] * H, H * sizeof(float));
+    std::fill(ws.row_max.begin(), ws.row_max.end(), -std::numeric_limits<float>::infinity());
+    std::fill(ws.row_sum.begin(), ws.row_sum.end(), 0.0f);
+
+    // Pass 1: online log-sum-exp over vocabulary chunks.
+    for (int64_t v0 = 0; v0 < V; v0 += VC) {
+      const int64_t m = std::min(VC, V - v0);
+      vocab_chunk_logits(ws.hidden.data(), tc, W, v0, m, ws.logits.data(), ws.tile);
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < tc; ++r) {
+        const float* lr = ws.logits.data() + r * m;
+        float mx = ws.row_max[r];
+        for (int64_t j = 0; j < m; ++j) mx = std::max(mx, lr[j]);
+        float s = ws.row_sum[r] * std::exp(ws.row_max[r] - mx);
+        if (ws.row_max[r] == -std::numeric_limits<float>::infinity()) s = 0;
+        for (int64_t j = 0; j < m; ++j) s += std::exp(lr[j] - mx);
+        ws.row_max[r] = mx;
+        ws.row_sum[r] = s;
+        const int32_t tgt = targets[ws.rows[c0 + r]];
+        if (tgt >= v0 && tgt < v0 + m) ws.row_target[r] = lr[tgt - v0];
+      }
+    }
+    for (int64_t r = 0; r < tc; ++r) {
+      const double lse = static_cast<double>(ws.row_max[r]) + std::log(static_cast<double>(ws.row_sum[r]));
+      out.sum += lse - ws.row_target[r];
+    }
+    out.count += tc;
+    if (!dhidden) continue;
+
+    // Pass 2: dlogits = grad_scale (softmax − onehot), dhidden += dlogits · W_chunk.
+    std::fill(ws.dhidden.begin(), ws.dhidden.end(), 0.0f);
+    for (int64_t v0 = 0; v0 < V; v0 += VC) {
+      const int64_t m = std::min(VC, V - v0);
+      const float* w = vocab_chunk_logits(ws.hidden.data(), tc, W, v0, m, ws.logits.data(), ws.tile);
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < tc; ++r) {
+        float* lr = ws.logits.data() + r * m;
+        const float mx = ws.row_max[r], inv = 1.0f / ws.row_sum[r];
+        for (int64_t j = 0; j < m; ++j) lr[j] = grad_scale * std::exp(lr[j] - mx) * inv;
+        const int32_t tgt = targets[ws.rows[c0 + r]];
+        if (tgt >= v0 && tgt < v0 + m) lr[tgt - v0] -= grad_scale;
+      }
+      sgemm(false, false, tc, H, m, 1.0f, ws.logits.data(), m, w, H, 1.0f, ws.dhidden.data(), H);
+    }
+    for (int64_t r = 0; r < tc; ++r)
+      std::memcpy(dhidden + ws.rows[c0 + r] * H, ws.dhidden.data() + r * H, H * sizeof(float));
+  }
+  return out;
+}
+
+}  // namespace bidora
