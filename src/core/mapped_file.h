@@ -27,4 +27,9 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// Tells the kernel that the mapped bytes [p, p + n) will not be read again (they were converted
+// into another form), so their page-cache pages stop counting in this process's RSS. Only whole
+// pages inside the range are released; reading them again is still valid (they fault back in).
+void release_mapped_range(const void* p, size_t n);
+
 }  // namespace bidora

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Writes every PyTorch reference the C++ tests compare against into OUTDIR (default build/reference):
+#   OUTDIR/model  tiny random models of each family + reference logits/loss (model_reference.py)
+#   OUTDIR/quant  NF4 / int8 / 8-bit blockwise reference quantisations (quant_reference.py)
+# Uses Debian's python3-torch (/usr/bin/python3): a test-time reference only, never a runtime dependency.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+OUT="${1:-$HERE/../../build/reference}"
+PY=/usr/bin/python3
+mkdir -p "$OUT"
+"$PY" "$HERE/model_reference.py" "$OUT/model"
+if [ -f "$HERE/quant_reference.py" ]; then "$PY" "$HERE/quant_reference.py" "$OUT/quant"; fi
