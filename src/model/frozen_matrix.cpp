@@ -25,9 +25,13 @@ std::optional<WeightStorage> storage_from_string(std::string_view s) {
   return std::nullopt;
 }
 
-struct FrozenMatrix::Quantized {};
+struct FrozenMatrix::Quantized {
+  quant::Nf4Matrix nf4;
+  quant::Int8Matrix int8;
+};
 
-FrozenMatrix FrozenMatrix::from_tensor(const TensorView& t, WeightStorage storage, const std::string& source) {
+FrozenMatrix FrozenMatrix::from_tensor(const TensorView& t, WeightStorage storage, const std::string& source,
+                                       const QuantOptions& q) {
   FrozenMatrix m;
   if (t.shape.size() == 2) {
     m.rows_ = t.shape[0];
@@ -52,10 +56,11 @@ FrozenMatrix FrozenMatrix::from_tensor(const TensorView& t, WeightStorage storag
   }
   std::vector<float> values(static_cast<size_t>(t.numel()));
   tensor_to_f32(t, values.data(), source);
-  return from_f32(std::move(values), m.rows_, m.cols_, storage);
+  return from_f32(std::move(values), m.rows_, m.cols_, storage, q, source + ": tensor '" + t.name + "'");
 }
 
-FrozenMatrix FrozenMatrix::from_f32(std::vector<float> values, int64_t rows, int64_t cols, WeightStorage storage) {
+FrozenMatrix FrozenMatrix::from_f32(std::vector<float> values, int64_t rows, int64_t cols, WeightStorage storage,
+                                    const QuantOptions& q, const std::string& what) {
   BIDORA_CHECK(static_cast<int64_t>(values.size()) == rows * cols, "FrozenMatrix: {} values for [{}, {}]",
                values.size(), rows, cols);
   FrozenMatrix m;
@@ -72,14 +77,36 @@ FrozenMatrix FrozenMatrix::from_f32(std::vector<float> values, int64_t rows, int
       f32_to_bf16_n(values.data(), m.own_bf16_.data(), values.size());
       m.bf16_ = m.own_bf16_.data();
       break;
-    case WeightStorage::NF4:
-    case WeightStorage::INT8:
-      fail("FrozenMatrix: {} storage is not available yet", storage_name(storage));
+    case WeightStorage::NF4: {
+      auto qm = std::make_shared<Quantized>();
+      qm->nf4 = quant::Nf4Matrix::quantize(values.data(), rows, cols, q.nf4, what);
+      m.quant_ = std::move(qm);
+      break;
+    }
+    case WeightStorage::INT8: {
+      auto qm = std::make_shared<Quantized>();
+      qm->int8 = quant::Int8Matrix::quantize(values.data(), rows, cols, q.int8, what);
+      m.quant_ = std::move(qm);
+      break;
+    }
   }
   return m;
 }
 
 void FrozenMatrix::rows_f32(int64_t r0, int64_t n, float* out) const {
+  // Large ranges (weight tiles before a GEMM) are expanded by all threads, each taking whole
+  // rows; small ones (an embedding row) stay on the calling thread. Inside an OpenMP region
+  // the nested region runs serially.
+  constexpr int64_t kParallelElements = int64_t{1} << 16;
+  if (n > 1 && n * cols_ >= kParallelElements) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < n; ++r) rows_f32_serial(r0 + r, 1, out + r * cols_);
+  } else {
+    rows_f32_serial(r0, n, out);
+  }
+}
+
+void FrozenMatrix::rows_f32_serial(int64_t r0, int64_t n, float* out) const {
   const size_t count = static_cast<size_t>(n * cols_);
   const size_t first = static_cast<size_t>(r0 * cols_);
   switch (storage_) {
@@ -90,7 +117,10 @@ void FrozenMatrix::rows_f32(int64_t r0, int64_t n, float* out) const {
       bf16_to_f32_n(bf16_ + first, out, count);
       return;
     case WeightStorage::NF4:
+      quant_->nf4.dequantize_rows(r0, n, out);
+      return;
     case WeightStorage::INT8:
+      quant_->int8.dequantize_rows(r0, n, out);
       return;
   }
 }
@@ -99,8 +129,8 @@ size_t FrozenMatrix::bytes() const {
   switch (storage_) {
     case WeightStorage::F32: return static_cast<size_t>(rows_ * cols_) * 4;
     case WeightStorage::BF16: return static_cast<size_t>(rows_ * cols_) * 2;
-    case WeightStorage::NF4:
-    case WeightStorage::INT8: return 0;
+    case WeightStorage::NF4: return quant_->nf4.bytes();
+    case WeightStorage::INT8: return quant_->int8.bytes();
   }
   return 0;
 }

@@ -10,10 +10,20 @@
 #include <vector>
 
 #include "io/safetensors.h"
+#include "quant/int8.h"
+#include "quant/nf4.h"
 
 namespace bidora {
 
 enum class WeightStorage { F32, BF16, NF4, INT8 };
+
+// How NF4 / int8 matrices are quantised: NF4 with bitsandbytes' QLoRA defaults (blocksize 64,
+// double quantisation); int8 blockwise (absmax per 64 weights), with bitsandbytes' row-wise
+// LLM.int8 layout available as int8.layout = RowWise.
+struct QuantOptions {
+  quant::Nf4Options nf4;
+  quant::Int8Options int8{.layout = quant::Int8Layout::Blockwise, .blocksize = 64};
+};
 const char* storage_name(WeightStorage s);  // "f32", "bf16", "nf4", "int8"
 std::optional<WeightStorage> storage_from_string(std::string_view s);
 
@@ -23,9 +33,11 @@ class FrozenMatrix {
   // Builds the matrix from a checkpoint tensor [rows, cols] (or [n] as one row). F32 from an F32
   // tensor and BF16 from a BF16 tensor keep pointing into the mapped file (zero copy): the
   // mapping must outlive the matrix. Everything else is converted or quantised into memory.
-  static FrozenMatrix from_tensor(const TensorView& t, WeightStorage storage, const std::string& source);
+  static FrozenMatrix from_tensor(const TensorView& t, WeightStorage storage, const std::string& source,
+                                  const QuantOptions& q = {});
   // Takes ownership of float32 values (tests, merged weights).
-  static FrozenMatrix from_f32(std::vector<float> values, int64_t rows, int64_t cols, WeightStorage storage);
+  static FrozenMatrix from_f32(std::vector<float> values, int64_t rows, int64_t cols, WeightStorage storage,
+                               const QuantOptions& q = {}, const std::string& what = "weight");
 
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
@@ -42,6 +54,8 @@ class FrozenMatrix {
   size_t bytes() const;
 
  private:
+  void rows_f32_serial(int64_t r0, int64_t n, float* out) const;
+
   int64_t rows_ = 0, cols_ = 0;
   WeightStorage storage_ = WeightStorage::F32;
   bool zero_copy_ = false;

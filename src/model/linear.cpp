@@ -6,7 +6,8 @@
 
 namespace bidora {
 
-int64_t WeightTile::rows_per_tile(int64_t cols) const {
+int64_t WeightTile::rows_per_tile(int64_t cols) {
+  if (static_cast<int64_t>(buf_.size()) < cols) buf_.resize(cols);  // else rows_f32 overruns the tile
   return std::max<int64_t>(1, static_cast<int64_t>(buf_.size()) / std::max<int64_t>(cols, 1));
 }
 

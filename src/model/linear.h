@@ -15,8 +15,9 @@ class WeightTile {
   explicit WeightTile(size_t max_floats = size_t{1} << 21) : buf_(max_floats) {}
   float* data() { return buf_.data(); }
   size_t capacity() const { return buf_.size(); }
-  // Rows per tile for a matrix with `cols` columns (at least 1).
-  int64_t rows_per_tile(int64_t cols) const;
+  // Rows per tile for a matrix with `cols` columns (at least 1: a capacity below one row grows
+  // to one row, once).
+  int64_t rows_per_tile(int64_t cols);
 
  private:
   std::vector<float> buf_;

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "io/json_util.h"
 
 namespace bidora {
@@ -40,9 +41,11 @@ std::vector<float> load_vector(const CheckpointTensors& ck, const std::string& n
 }
 
 FrozenMatrix load_matrix(const CheckpointTensors& ck, const std::string& name, int64_t rows, int64_t cols,
-                         WeightStorage storage) {
+                         WeightStorage storage, const QuantOptions& q = {}) {
   const TensorView& t = expect_tensor(ck, name, {rows, cols});
-  return FrozenMatrix::from_tensor(t, storage, ck.file_of(name));
+  FrozenMatrix m = FrozenMatrix::from_tensor(t, storage, ck.file_of(name), q);
+  if (!m.zero_copy()) release_mapped_range(t.data, t.nbytes);  // converted: the source pages are done
+  return m;
 }
 
 }  // namespace
@@ -91,7 +94,7 @@ std::unique_ptr<ModelWeights> ModelWeights::load(const std::string& name_or_path
     for (int k = 0; k < kNumLinearKinds; ++k) {
       const auto kind = static_cast<LinearKind>(k);
       const std::string base = p + linear_path(kind);
-      L.linear[k] = load_matrix(ck, base + ".weight", out_dims[k], in_dims[k], opts.linear_storage);
+      L.linear[k] = load_matrix(ck, base + ".weight", out_dims[k], in_dims[k], opts.linear_storage, opts.quant);
       const bool has_bias = (k <= 2 && c.qkv_bias) || (k == 3 && c.o_bias) || (k >= 4 && c.mlp_bias);
       if (has_bias) L.bias[k] = load_vector(ck, base + ".bias", out_dims[k]);
     }

@@ -13,7 +13,10 @@
 namespace bidora {
 
 struct LoadOptions {
-  WeightStorage linear_storage = WeightStorage::BF16;
+  LoadOptions() = default;
+  explicit LoadOptions(WeightStorage storage) : linear_storage(storage) {}
+  WeightStorage linear_storage = WeightStorage::BF16;  // storage of the Linear layers inside the blocks
+  QuantOptions quant;                                  // used when that storage is NF4 or INT8
 };
 
 enum class LinearKind { Q, K, V, O, Gate, Up, Down };
