@@ -17,6 +17,12 @@ class CpuBackend final : public ComputeBackend {
   void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
              int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override {
     if (M == 0 || N == 0) return;
+    if (K == 0) {
+      // An empty product: BLAS defines C = beta·C, but oneDNN returns without touching C.
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+      return;
+    }
     dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta,
                                   C, ldc);
     if (st != dnnl_success) fail("oneDNN sgemm failed (status {}) for M={} N={} K={}", static_cast<int>(st), M, N, K);

@@ -30,6 +30,12 @@ std::optional<WeightStorage> storage_from_string(std::string_view s);
 class FrozenMatrix {
  public:
   FrozenMatrix() = default;
+  // Move-only: f32_/bf16_ may point into own_f32_/own_bf16_, whose buffers a move carries over
+  // but a copy would not.
+  FrozenMatrix(FrozenMatrix&&) noexcept = default;
+  FrozenMatrix& operator=(FrozenMatrix&&) noexcept = default;
+  FrozenMatrix(const FrozenMatrix&) = delete;
+  FrozenMatrix& operator=(const FrozenMatrix&) = delete;
   // Builds the matrix from a checkpoint tensor [rows, cols] (or [n] as one row). F32 from an F32
   // tensor and BF16 from a BF16 tensor keep pointing into the mapped file (zero copy): the
   // mapping must outlive the matrix. Everything else is converted or quantised into memory.

@@ -67,7 +67,7 @@ void write_tiny_model(const std::string& dir, const json& cfg, const std::string
 
 void expect_load_error(const std::string& dir, const std::vector<std::string>& fragments) {
   try {
-    ModelWeights::load(dir, {.linear_storage = WeightStorage::F32});
+    ModelWeights::load(dir, LoadOptions(WeightStorage::F32));
     FAIL() << "expected an error loading " << dir;
   } catch (const Error& e) {
     const std::string msg = e.what();
@@ -154,7 +154,7 @@ TEST(ModelConfig, ErrorsNameFileFieldAndValue) {
 TEST(ModelLoading, LoadsAndRunsATinyModel) {
   const std::string dir = test::make_temp_dir("tiny");
   write_tiny_model(dir, tiny_config());
-  auto w = ModelWeights::load(dir, {.linear_storage = WeightStorage::F32});
+  auto w = ModelWeights::load(dir, LoadOptions(WeightStorage::F32));
   EXPECT_TRUE(w->embed().zero_copy());
   Decoder dec(*w);
   TokenBatch b;
@@ -220,7 +220,7 @@ TEST(ModelFiles, ResolvesIdsInTheHuggingFaceCache) {
   setenv("HF_HOME", home.c_str(), 1);
   unsetenv("HF_HUB_CACHE");
   EXPECT_EQ(resolve_model_dir("acme/tiny"), snap);
-  auto w = ModelWeights::load("acme/tiny", {.linear_storage = WeightStorage::F32});
+  auto w = ModelWeights::load("acme/tiny", LoadOptions(WeightStorage::F32));
   EXPECT_EQ(w->config().hidden_size, 16);
   try {
     resolve_model_dir("acme/absent");

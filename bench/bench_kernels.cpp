@@ -1,0 +1,234 @@
+// Baseline timings of the model kernels for a Qwen2.5-0.5B-like layer (H = 896, 14 query heads,
+// 2 kv heads, head_dim 64, I = 4864, V = 151936) on one row of T tokens. Wall-clock time (the
+// kernels are multi-threaded); GFLOP/s counts the useful multiply-adds (causal attention counts
+// only the visible half of the score matrix).
+//
+//   build-*/bench_kernels --benchmark_filter=Attention
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <vector>
+
+#include "model/attention.h"
+#include "model/frozen_matrix.h"
+#include "model/linear.h"
+#include "model/lm_loss.h"
+#include "model/rmsnorm.h"
+#include "model/rope.h"
+#include "model/swiglu.h"
+
+namespace bidora {
+namespace {
+
+constexpr int64_t kHidden = 896, kHeads = 14, kKvHeads = 2, kHeadDim = 64, kInter = 4864, kVocab = 151936;
+
+// Cheap deterministic fill in [-scale, scale): hundreds of millions of values for the lm_head.
+std::vector<float> filled(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::vector<float> v(n);
+  uint32_t s = seed * 2654435761u + 1;
+  for (float& x : v) {
+    s = s * 1664525u + 1013904223u;
+    x = scale * (static_cast<float>(s >> 8) * (2.0f / 16777216.0f) - 1.0f);
+  }
+  return v;
+}
+
+void set_flops(benchmark::State& state, double flops_per_iter, int64_t tokens) {
+  if (flops_per_iter > 0)
+    state.counters["GFLOP/s"] =
+        benchmark::Counter(flops_per_iter * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Multiply-adds ×2 of QKᵀ and PV over the visible (causal) half: heads · T(T+1)/2 · hd each.
+double attention_flops(int64_t T) {
+  return 2.0 * 2.0 * kHeads * (T * (T + 1) / 2.0) * kHeadDim;
+}
+
+struct AttentionData {
+  AttentionShape shape;
+  std::vector<float> q, k, v, out, lse, dout, dq, dk, dv;
+  std::vector<int32_t> key_start;
+  float scale;
+
+  explicit AttentionData(int64_t T)
+      : shape{1, T, kHeads, kKvHeads, kHeadDim},
+        q(filled(T * kHeads * kHeadDim, 1)),
+        k(filled(T * kKvHeads * kHeadDim, 2)),
+        v(filled(T * kKvHeads * kHeadDim, 3)),
+        out(q.size()),
+        lse(T * kHeads),
+        dout(filled(q.size(), 4)),
+        dq(q.size()),
+        dk(k.size()),
+        dv(v.size()),
+        scale(1.0f / std::sqrt(static_cast<float>(kHeadDim))) {
+    std::vector<int32_t> pos(T);
+    std::iota(pos.begin(), pos.end(), 0);
+    key_start = attention_key_start(pos.data(), 1, T, 0);
+  }
+  void forward() {
+    attention_forward(q.data(), k.data(), v.data(), key_start.data(), shape, scale, out.data(), lse.data());
+  }
+};
+
+void BM_AttentionForward(benchmark::State& state) {
+  AttentionData d(state.range(0));
+  for (auto _ : state) {
+    d.forward();
+    benchmark::DoNotOptimize(d.out.data());
+  }
+  set_flops(state, attention_flops(state.range(0)), state.range(0));
+}
+BENCHMARK(BM_AttentionForward)->Arg(512)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_AttentionBackward(benchmark::State& state) {
+  AttentionData d(state.range(0));
+  d.forward();
+  for (auto _ : state) {
+    attention_backward(d.q.data(), d.k.data(), d.v.data(), d.out.data(), d.dout.data(), d.lse.data(),
+                       d.key_start.data(), d.shape, d.scale, d.dq.data(), d.dk.data(), d.dv.data());
+    benchmark::DoNotOptimize(d.dq.data());
+  }
+  // Recomputed QKᵀ, dout·Vᵀ, and the three products into dq, dk, dv: 5 of the forward's 2.
+  set_flops(state, attention_flops(state.range(0)) * 5 / 2, state.range(0));
+}
+BENCHMARK(BM_AttentionBackward)->Arg(512)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The tied lm_head [V, H] is shared by the lm_loss benchmarks (545 MB in f32), built once.
+const FrozenMatrix& lm_head(WeightStorage st) {
+  static std::map<WeightStorage, std::unique_ptr<FrozenMatrix>> cache;
+  auto& m = cache[st];
+  if (!m)
+    m = std::make_unique<FrozenMatrix>(
+        FrozenMatrix::from_f32(filled(kVocab * kHidden, 5, 0.05f), kVocab, kHidden, st));
+  return *m;
+}
+
+// Args: tokens, storage (0 = f32, 1 = bf16), with gradient (0/1).
+void BM_LmLoss(benchmark::State& state) {
+  const int64_t T = state.range(0);
+  const WeightStorage st = state.range(1) ? WeightStorage::BF16 : WeightStorage::F32;
+  const bool grad = state.range(2) != 0;
+  const FrozenMatrix& W = lm_head(st);
+  const auto hidden = filled(T * kHidden, 6);
+  std::vector<int32_t> targets(T);
+  for (int64_t i = 0; i < T; ++i) targets[i] = static_cast<int32_t>((i * 7919) % kVocab);
+  std::vector<float> dhidden(grad ? T * kHidden : 0);
+  LmLossWorkspace ws;
+  for (auto _ : state) {
+    const LossSums s =
+        lm_head_cross_entropy(hidden.data(), T, W, targets.data(), grad ? dhidden.data() : nullptr,
+                              1.0f / static_cast<float>(T), ws);
+    benchmark::DoNotOptimize(s.sum);
+  }
+  // Logits GEMM once (forward) or twice plus the dhidden GEMM (with gradient).
+  const double gemm = 2.0 * T * kHidden * kVocab;
+  set_flops(state, grad ? 3 * gemm : gemm, T);
+}
+BENCHMARK(BM_LmLoss)
+    ->ArgNames({"T", "bf16", "grad"})
+    ->Args({512, 0, 0})
+    ->Args({512, 0, 1})
+    ->Args({512, 1, 0})
+    ->Args({512, 1, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// Args: out features, storage (0 = f32, 1 = bf16). T = 512 tokens of width H.
+void BM_LinearForward(benchmark::State& state) {
+  const int64_t T = 512, out = state.range(0);
+  const FrozenMatrix W = FrozenMatrix::from_f32(filled(out * kHidden, 7, 0.05f), out, kHidden,
+                                                state.range(1) ? WeightStorage::BF16 : WeightStorage::F32);
+  const auto x = filled(T * kHidden, 8);
+  std::vector<float> y(T * out);
+  WeightTile tile;
+  for (auto _ : state) {
+    linear_forward(x.data(), T, W, nullptr, y.data(), tile);
+    benchmark::DoNotOptimize(y.data());
+  }
+  set_flops(state, 2.0 * T * out * kHidden, T);
+}
+BENCHMARK(BM_LinearForward)
+    ->ArgNames({"out", "bf16"})
+    ->Args({kHidden, 0})
+    ->Args({kHidden, 1})
+    ->Args({kInter, 0})
+    ->Args({kInter, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+void BM_LinearBackwardInput(benchmark::State& state) {
+  const int64_t T = 512, out = state.range(0);
+  const FrozenMatrix W = FrozenMatrix::from_f32(filled(out * kHidden, 9, 0.05f), out, kHidden,
+                                                state.range(1) ? WeightStorage::BF16 : WeightStorage::F32);
+  const auto dy = filled(T * out, 10);
+  std::vector<float> dx(T * kHidden);
+  WeightTile tile;
+  for (auto _ : state) {
+    linear_backward_input(dy.data(), T, W, dx.data(), 0.0f, tile);
+    benchmark::DoNotOptimize(dx.data());
+  }
+  set_flops(state, 2.0 * T * out * kHidden, T);
+}
+BENCHMARK(BM_LinearBackwardInput)
+    ->ArgNames({"out", "bf16"})
+    ->Args({kInter, 0})
+    ->Args({kInter, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// The element-wise kernels of one layer at T = 512.
+void BM_RmsNormForwardBackward(benchmark::State& state) {
+  const int64_t T = 512;
+  const auto x = filled(T * kHidden, 11), w = filled(kHidden, 12), dy = filled(T * kHidden, 13);
+  std::vector<float> y(x.size()), inv(T), dx(x.size());
+  for (auto _ : state) {
+    rmsnorm_forward(x.data(), w.data(), T, kHidden, 1e-6f, y.data(), inv.data());
+    rmsnorm_backward(x.data(), w.data(), inv.data(), dy.data(), T, kHidden, dx.data());
+    benchmark::DoNotOptimize(dx.data());
+  }
+  set_flops(state, 0, T);
+}
+BENCHMARK(BM_RmsNormForwardBackward)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+void BM_SwiGluForwardBackward(benchmark::State& state) {
+  const int64_t n = 512 * kInter;
+  const auto g = filled(n, 14, 4.0f), u = filled(n, 15), d = filled(n, 16);
+  std::vector<float> act(n), dg(n), du(n);
+  for (auto _ : state) {
+    swiglu_forward(g.data(), u.data(), n, act.data());
+    swiglu_backward(g.data(), u.data(), d.data(), n, dg.data(), du.data());
+    benchmark::DoNotOptimize(dg.data());
+  }
+  set_flops(state, 0, 512);
+}
+BENCHMARK(BM_SwiGluForwardBackward)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+void BM_RopeQK(benchmark::State& state) {
+  const int64_t T = 512;
+  ModelConfig c;
+  c.head_dim = kHeadDim;
+  c.rope_theta = 1e6;
+  const RopeTable rope(c, T);
+  std::vector<int32_t> pos(T);
+  std::iota(pos.begin(), pos.end(), 0);
+  auto q = filled(T * kHeads * kHeadDim, 17), k = filled(T * kKvHeads * kHeadDim, 18);
+  for (auto _ : state) {
+    rope_forward(q.data(), pos.data(), T, kHeads, kHeadDim, rope);
+    rope_forward(k.data(), pos.data(), T, kKvHeads, kHeadDim, rope);
+    benchmark::DoNotOptimize(q.data());
+  }
+  set_flops(state, 0, T);
+}
+BENCHMARK(BM_RopeQK)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+}  // namespace
+}  // namespace bidora
+
+BENCHMARK_MAIN();
