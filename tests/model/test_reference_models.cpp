@@ -112,7 +112,9 @@ TEST_P(ReferenceModel, QuantisedStorageMatchesPyTorch) {
     auto w = ModelWeights::load(c.model_dir, LoadOptions(storage));
     Decoder dec(*w);
     const auto logits = dec.logits(c.batch);
-    EXPECT_LT(max_abs_diff(logits, c.f32(key)), 2e-4f) << c.name << " " << storage_name(storage);
+    const float vs_reference = max_abs_diff(logits, c.f32(key));
+    RecordProperty(std::string(storage_name(storage)) + "_max_abs_error_vs_reference", std::to_string(vs_reference));
+    EXPECT_LT(vs_reference, 2e-4f) << c.name << " " << storage_name(storage);
     // Relative RMS error of the logits against the unquantised model.
     double num = 0, den = 0;
     for (size_t i = 0; i < exact.size(); ++i) {
