@@ -2,6 +2,7 @@
 # Writes every PyTorch reference the C++ tests compare against into OUTDIR (default build/reference):
 #   OUTDIR/model  tiny random models of each family + reference logits/loss (model_reference.py)
 #   OUTDIR/quant  NF4 / int8 / 8-bit blockwise reference quantisations (quant_reference.py)
+#   OUTDIR/adapters  LoRA / rsLoRA / DoRA forward + autograd gradients, a PEFT-style adapter dir (adapter_reference.py)
 # Uses Debian's python3-torch (/usr/bin/python3): a test-time reference only, never a runtime dependency.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -10,3 +11,4 @@ PY=/usr/bin/python3
 mkdir -p "$OUT"
 "$PY" "$HERE/model_reference.py" "$OUT/model"
 if [ -f "$HERE/quant_reference.py" ]; then "$PY" "$HERE/quant_reference.py" "$OUT/quant"; fi
+"$PY" "$HERE/adapter_reference.py" "$OUT/adapters"
