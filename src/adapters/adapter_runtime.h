@@ -1,0 +1,39 @@
+#pragma once
+// Runs an AdapterSet inside the decoder (the LinearAdapters hook). The decoder replays each
+// checkpointed layer right before its backward, so one saved state per linear kind is enough:
+// memory for saved adapter activations is one layer's worth, whatever the depth.
+#include "adapters/adapter_set.h"
+#include "model/linear_adapters.h"
+
+namespace bidora {
+
+class AdapterRuntime final : public LinearAdapters {
+ public:
+  explicit AdapterRuntime(AdapterSet& set) : set_(set) {}
+
+  // Training flag and dropout key for the passes that follow. Use one key per micro-batch and
+  // keep it for every pass over that micro-batch (forward, replay, backward; BiDoRA's
+  // perturbed passes), so all of them see the same dropout mask.
+  void set_mode(const AdapterMode& mode) { mode_ = mode; }
+  const AdapterMode& mode() const { return mode_; }
+  // Which gradients backward accumulates (BiDoRA's finite-difference passes want dm only).
+  void set_wants(const BackwardWants& wants) { wants_ = wants; }
+
+  bool adapted(int64_t layer, LinearKind kind) const override { return set_.find(layer, kind) != nullptr; }
+  void forward(int64_t layer, LinearKind kind, const FrozenMatrix& W, const float* x, int64_t n,
+               float* y) override;
+  void backward(int64_t layer, LinearKind kind, const FrozenMatrix& W, const float* x, const float* dy, int64_t n,
+                float* dx) override;
+
+  AdapterSet& set() { return set_; }
+
+ private:
+  AdapterSet& set_;
+  AdapterMode mode_;
+  BackwardWants wants_;
+  LoraSaved saved_[kNumLinearKinds];
+  AdapterScratch scratch_;
+  WeightTile tile_;
+};
+
+}  // namespace bidora
