@@ -3,6 +3,7 @@
 #   OUTDIR/model  tiny random models of each family + reference logits/loss (model_reference.py)
 #   OUTDIR/quant  NF4 / int8 / 8-bit blockwise reference quantisations (quant_reference.py)
 #   OUTDIR/adapters  LoRA / rsLoRA / DoRA forward + autograd gradients, a PEFT-style adapter dir (adapter_reference.py)
+#   OUTDIR/train  a few optimiser steps of LoRA / rsLoRA / DoRA training on the tiny models (train_reference.py)
 # Uses Debian's python3-torch (/usr/bin/python3): a test-time reference only, never a runtime dependency.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -10,5 +11,6 @@ OUT="${1:-$HERE/../../build/reference}"
 PY=/usr/bin/python3
 mkdir -p "$OUT"
 "$PY" "$HERE/model_reference.py" "$OUT/model"
-if [ -f "$HERE/quant_reference.py" ]; then "$PY" "$HERE/quant_reference.py" "$OUT/quant"; fi
+"$PY" "$HERE/quant_reference.py" "$OUT/quant"
 "$PY" "$HERE/adapter_reference.py" "$OUT/adapters"
+"$PY" "$HERE/train_reference.py" "$OUT/train"

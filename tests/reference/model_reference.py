@@ -84,12 +84,33 @@ def linear(x, W, b):
     return y + b if b is not None else y
 
 
+def proj(x, p, name):
+    """A Linear of the block, with its PEFT LoRA / DoRA adapter when p holds one.
+
+    p[name + ".lora"] = (A [r,in], B [out,r], m [out] or None, scaling). LoRA (PEFT layer.py):
+    y = base(x) + s·B(A(x)). DoRA (PEFT dora.py): the norm ‖W + s·BA‖_row is detached, and
+    y = base(x) + (m/n − 1)·(x Wᵀ) + (m/n)·s·B(A(x)), the bias not rescaled.
+    """
+    W, b = p[name + ".weight"], p.get(name + ".bias")
+    y = linear(x, W, b)
+    ad = p.get(name + ".lora")
+    if ad is None:
+        return y
+    A, B, m, s = ad
+    lora = (x @ A.t()) @ B.t()
+    if m is None:
+        return y + s * lora
+    norm = (W + s * (B @ A).detach()).norm(p=2, dim=1).detach()
+    g = m / norm
+    return y + (g - 1) * (x @ W.t()) + g * s * lora
+
+
 def attention(x, p, cfg, positions, dt, layer_idx):
     T = x.shape[0]
     nh, nkv, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
-    q = linear(x, p["q_proj.weight"], p.get("q_proj.bias")).view(T, nh, hd).transpose(0, 1)
-    k = linear(x, p["k_proj.weight"], p.get("k_proj.bias")).view(T, nkv, hd).transpose(0, 1)
-    v = linear(x, p["v_proj.weight"], p.get("v_proj.bias")).view(T, nkv, hd).transpose(0, 1)
+    q = proj(x, p, "q_proj").view(T, nh, hd).transpose(0, 1)
+    k = proj(x, p, "k_proj").view(T, nkv, hd).transpose(0, 1)
+    v = proj(x, p, "v_proj").view(T, nkv, hd).transpose(0, 1)
     if cfg["model_type"] == "qwen3":
         q = rms_norm(q, p["q_norm.weight"], cfg["rms_norm_eps"])
         k = rms_norm(k, p["k_norm.weight"], cfg["rms_norm_eps"])
@@ -112,7 +133,7 @@ def attention(x, p, cfg, positions, dt, layer_idx):
     scores = scores.masked_fill(~visible, torch.finfo(scores.dtype).min)
     probs = torch.softmax(scores.float(), dim=-1).to(dt)
     out = (probs @ v).transpose(0, 1).reshape(T, nh * hd)
-    return linear(out, p["o_proj.weight"], p.get("o_proj.bias"))
+    return proj(out, p, "o_proj")
 
 
 def window_for_layer(cfg, layer_idx):
@@ -124,9 +145,9 @@ def window_for_layer(cfg, layer_idx):
 
 
 def mlp(x, p):
-    g = linear(x, p["gate_proj.weight"], p.get("gate_proj.bias"))
-    u = linear(x, p["up_proj.weight"], p.get("up_proj.bias"))
-    return linear(torch.nn.functional.silu(g) * u, p["down_proj.weight"], p.get("down_proj.bias"))
+    g = proj(x, p, "gate_proj")
+    u = proj(x, p, "up_proj")
+    return proj(torch.nn.functional.silu(g) * u, p, "down_proj")
 
 
 def layer_params(weights, l):
@@ -135,7 +156,7 @@ def layer_params(weights, l):
     for name, t in weights.items():
         if name.startswith(pre):
             out[name[len(pre):].split(".", 1)[1] if name[len(pre):].startswith(("self_attn.", "mlp."))
-                else name[len(pre):]] = t
+                else name[len(pre):]] = t  # (also carries "<proj>.lora" adapter tuples)
     return out
 
 
@@ -151,9 +172,14 @@ def forward_document(weights, cfg, ids, dt):
     return rms_norm(x, weights["model.norm.weight"], eps)
 
 
-def forward(weights, cfg, input_ids, position_ids, dt):
-    """Logits [rows, T, V]; a row is split into documents where position_ids restart at 0."""
+def forward(weights, cfg, input_ids, position_ids, dt, adapters=None):
+    """Logits [rows, T, V]; a row is split into documents where position_ids restart at 0.
+
+    adapters: {"model.layers.{l}.self_attn.q_proj": (A, B, m or None, scaling), ...}.
+    """
     w = {k: v.to(dt) for k, v in weights.items()}
+    for name, ad in (adapters or {}).items():
+        w[name + ".lora"] = ad
     head = w["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else w["lm_head.weight"]
     rows = []
     for r in range(input_ids.shape[0]):
@@ -318,17 +344,29 @@ def run_case(outdir, name, overrides, dtype, shards, gen):
         # HF with torch_dtype=bfloat16: every op rounded to bf16 (documents the bf16 gap)
         "logits_bf16_compute": forward(stored, cfg, ids, pos, torch.bfloat16),
     }
-    try:
-        import quant_reference  # written alongside; optional until it exists
-        # NF4 / int8 modes: block Linear weights quantised, embeddings and lm_head in bf16.
-        nf4 = {k: (quant_reference.nf4_roundtrip(v) if is_block_linear(k) else v) for k, v in bf16_round(stored).items()}
-        out["logits_wnf4"] = forward(nf4, cfg, ids, pos, torch.float32)
-        i8 = {k: (quant_reference.int8_roundtrip(v) if is_block_linear(k) else v) for k, v in bf16_round(stored).items()}
-        out["logits_wint8"] = forward(i8, cfg, ids, pos, torch.float32)
-    except (ImportError, AttributeError):
-        pass
+    # NF4 / int8 modes: block Linear weights quantised from their f32 values, embeddings and
+    # lm_head in bf16, norms and biases f32.
+    dense = bf16_round(stored)
+    nf4 = {k: (nf4_roundtrip(stored[k]) if is_block_linear(k) else v) for k, v in dense.items()}
+    out["logits_wnf4"] = forward(nf4, cfg, ids, pos, torch.float32)
+    i8 = {k: (int8_roundtrip(stored[k]) if is_block_linear(k) else v) for k, v in dense.items()}
+    out["logits_wint8"] = forward(i8, cfg, ids, pos, torch.float32)
     os.makedirs(os.path.join(outdir, "cases"), exist_ok=True)
     st_io.save(os.path.join(outdir, "cases", name + ".safetensors"), out)
+
+
+def nf4_roundtrip(w):
+    """bidora's NF4 storage: bitsandbytes NF4, blocksize 64, double quantisation; dequantised f32."""
+    import quant_reference as qr
+    packed, absmax = qr.quantize_nf4(w, 64)
+    _, _, _, deq_absmax = qr.double_quant(absmax, qr.create_dynamic_map(signed=True))
+    return qr.dequantize_nf4(packed, deq_absmax, w.numel(), 64).reshape(w.shape)
+
+
+def int8_roundtrip(w):
+    """bidora's default int8 storage: absmax per block of 64 weights."""
+    import quant_reference as qr
+    return qr.int8_blockwise(w, 64)[2].reshape(w.shape)
 
 
 def is_block_linear(name):

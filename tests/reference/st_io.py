@@ -8,9 +8,9 @@ import struct
 import numpy as np
 import torch
 
-_DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16", torch.int32: "I32",
+_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16", torch.int32: "I32",
            torch.int64: "I64", torch.uint8: "U8", torch.int8: "I8"}
-_FROM = {"F32": (torch.float32, np.float32), "BF16": (torch.bfloat16, np.int16), "F16": (torch.float16, np.float16),
+_FROM = {"F64": (torch.float64, np.float64), "F32": (torch.float32, np.float32), "BF16": (torch.bfloat16, np.int16), "F16": (torch.float16, np.float16),
          "I32": (torch.int32, np.int32), "I64": (torch.int64, np.int64), "U8": (torch.uint8, np.uint8),
          "I8": (torch.int8, np.int8)}
 
