@@ -66,11 +66,11 @@ int64_t linear_weight_bytes(int64_t out, int64_t in, WeightStorage storage) {
     case WeightStorage::BF16:
       return n * kBF16;
     case WeightStorage::NF4: {
-      // bitsandbytes layout (formats.md §3.2-3.3): packed nibbles (odd n padded), u8 absmax per
-      // 64-value block, f32 absmax per 256 blocks, one f32 offset. The 16- and 256-entry code
-      // tables are shared constants in this engine, not per-matrix data.
+      // bitsandbytes layout with double quantisation (formats.md §3.2-3.3), as quant::Nf4Matrix
+      // keeps it: packed nibbles (odd n padded), u8 absmax per 64-value block, f32 absmax per 256
+      // blocks, one f32 offset, and its own copies of the 16- and 256-entry f32 code tables.
       const int64_t blocks = ceil_div(n, 64);
-      return ceil_div(n, 2) + blocks + ceil_div(blocks, 256) * kF32 + kF32;
+      return ceil_div(n, 2) + blocks + ceil_div(blocks, 256) * kF32 + kF32 + (16 + 256) * kF32;
     }
     case WeightStorage::INT8:
       return n + ceil_div(n, kInt8ScaleBlock) * kF32;

@@ -7,9 +7,10 @@
 //                  f32  4 B/param;  bf16 2 B/param;
 //                  nf4  block Linear weights as bitsandbytes stores them with double quantisation
 //                       (packed nibbles + one u8 absmax per 64 + one f32 per 256 absmax + offset
-//                       = 4.127 bits/param); embeddings and lm_head stay bf16;
-//                  int8 block Linear weights 1 B/param + one f32 scale per kInt8ScaleBlock values;
-//                       embeddings and lm_head stay bf16;
+//                       = 4.127 bits/param, plus the code tables); embeddings and lm_head stay bf16;
+//                  int8 block Linear weights 1 B/param + one f32 scale per kInt8ScaleBlock values
+//                       (the loader's blockwise default); embeddings and lm_head stay bf16;
+//                (per matrix these equal FrozenMatrix::bytes(), which a test checks);
 //                norms are kept in f32 and biases in f32 with every storage (the k-bit loader
 //                upcasts them like PEFT's prepare_model_for_kbit_training; they are tiny).
 //   adapter      LoRA A and B (plus the DoRA magnitude when enabled) in f32 with their gradients

@@ -1,0 +1,15 @@
+#pragma once
+// `bidora info`: the hardware, what this build can use, and library versions.
+// The pieces are separate from the CLI wiring so tests can run them on a known HardwareInfo.
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "core/hardware.h"
+
+namespace bidora::cli {
+
+nlohmann::json info_json(const HardwareInfo& hw);
+void print_info(const HardwareInfo& hw, std::FILE* out);
+
+}  // namespace bidora::cli
