@@ -3,6 +3,7 @@
 #   OUTDIR/model  tiny random models of each family + reference logits/loss (model_reference.py)
 #   OUTDIR/quant  NF4 / int8 / 8-bit blockwise reference quantisations (quant_reference.py)
 #   OUTDIR/adapters  LoRA / rsLoRA / DoRA forward + autograd gradients, a PEFT-style adapter dir (adapter_reference.py)
+#   OUTDIR/optim  torch AdamW + clip_grad_norm_ + LambdaLR schedules, bnb 8-bit blockwise AdamW re-implementation (optim_reference.py)
 #   OUTDIR/train  a few optimiser steps of LoRA / rsLoRA / DoRA training on the tiny models (train_reference.py)
 # Uses Debian's python3-torch (/usr/bin/python3): a test-time reference only, never a runtime dependency.
 set -euo pipefail
@@ -14,3 +15,4 @@ mkdir -p "$OUT"
 "$PY" "$HERE/quant_reference.py" "$OUT/quant"
 "$PY" "$HERE/adapter_reference.py" "$OUT/adapters"
 "$PY" "$HERE/train_reference.py" "$OUT/train"
+"$PY" "$HERE/optim_reference.py" "$OUT/optim"

@@ -1,0 +1,66 @@
+#include "train/train_step.h"
+
+#include "adapters/peft_io.h"
+#include "core/error.h"
+#include "train/optim_clip.h"
+
+namespace bidora::train {
+
+std::vector<ParamRef> adapter_params(AdapterSet& set) {
+  std::vector<ParamRef> params;
+  auto add = [&](LoraLayer* l, AdapterTensor which, std::vector<float>& value, std::vector<float>& grad) {
+    ParamRef p;
+    p.name = peft_tensor_key(l->layer(), l->kind(), which);
+    p.value = value.data();
+    p.grad = grad.data();
+    p.numel = static_cast<int64_t>(value.size());
+    p.decay = hf_trainer_decays(p.name);
+    params.push_back(std::move(p));
+  };
+  for (LoraLayer* l : set.all()) {
+    add(l, AdapterTensor::A, l->A, l->dA);
+    add(l, AdapterTensor::B, l->B, l->dB);
+    if (l->dora()) add(l, AdapterTensor::Magnitude, l->m, l->dm);
+  }
+  return params;
+}
+
+void zero_adapter_grads(AdapterSet& set) {
+  for (LoraLayer* l : set.all()) l->zero_grad();
+}
+
+int64_t trained_label_count(const TokenBatch& b) {
+  int64_t n = 0;
+  if (b.labels.empty()) return 0;
+  for (int64_t r = 0; r < b.rows; ++r)
+    for (int64_t t = 1; t < b.seq_len; ++t) n += b.labels[r * b.seq_len + t] != kIgnoreIndex;
+  return n;
+}
+
+StepResult train_step(Decoder& decoder, AdapterRuntime& runtime, std::span<const TokenBatch> micro_batches,
+                      Optimizer& optimizer, const LrSchedule& schedule, const StepOptions& opts) {
+  StepResult r;
+  for (const TokenBatch& b : micro_batches) r.tokens += trained_label_count(b);
+  if (r.tokens == 0)
+    fail("training step {}: no trained labels in its {} micro-batches", opts.step, micro_batches.size());
+
+  zero_adapter_grads(runtime.set());
+  const float scale = 1.0f / static_cast<float>(r.tokens);
+  double loss_sum = 0;
+  for (size_t i = 0; i < micro_batches.size(); ++i) {
+    AdapterMode mode;
+    mode.training = true;
+    mode.dropout.seed = opts.seed;
+    mode.dropout.step = static_cast<uint64_t>(opts.step) * micro_batches.size() + i;
+    runtime.set_mode(mode);
+    loss_sum += decoder.forward_backward(micro_batches[i], scale).sum;
+  }
+  r.loss = loss_sum / static_cast<double>(r.tokens);
+  const std::vector<ParamRef>& params = optimizer.params();
+  r.grad_norm = opts.max_grad_norm > 0 ? clip_grad_norm(params, opts.max_grad_norm) : grad_norm(params);
+  r.lr = schedule.lr(opts.step);
+  optimizer.step(r.lr);
+  return r;
+}
+
+}  // namespace bidora::train
