@@ -22,8 +22,8 @@ class AdapterRuntime final : public LinearAdapters {
   bool adapted(int64_t layer, LinearKind kind) const override { return set_.find(layer, kind) != nullptr; }
   void forward(int64_t layer, LinearKind kind, const FrozenMatrix& W, const float* x, int64_t n,
                float* y) override;
-  void backward(int64_t layer, LinearKind kind, const FrozenMatrix& W, const float* x, const float* dy, int64_t n,
-                float* dx) override;
+  void backward(int64_t layer, LinearKind kind, const FrozenMatrix& W, const float* x, const float* dy,
+                int64_t n, float* dx) override;
 
   AdapterSet& set() { return set_; }
 

@@ -11,7 +11,8 @@
 namespace bidora::cli {
 
 int run(int argc, char** argv) {
-  CLI::App app{"bidora: fine-tune decoder LLMs with LoRA, rsLoRA, DoRA and BiDoRA adapters, on your own machine"};
+  CLI::App app{
+      "bidora: fine-tune decoder LLMs with LoRA, rsLoRA, DoRA and BiDoRA adapters, on your own machine"};
   app.set_version_flag("--version", std::string("bidora ") + build::kVersion);
   app.require_subcommand(1);
   app.failure_message(CLI::FailureMessage::help);

@@ -39,7 +39,8 @@ std::vector<int32_t> parse_ids(const std::string& text) {
       if (used != tok.size() || v < 0 || v > INT32_MAX) throw std::invalid_argument(tok);
       ids.push_back(static_cast<int32_t>(v));
     } catch (const std::exception&) {
-      fail("--tokens: '{}' is not a token id (expected non-negative integers separated by spaces or commas)", tok);
+      fail("--tokens: '{}' is not a token id (expected non-negative integers separated by spaces or commas)",
+           tok);
     }
   }
   if (ids.empty()) fail("--tokens: no token ids given");
@@ -48,7 +49,8 @@ std::vector<int32_t> parse_ids(const std::string& text) {
 
 std::string rope_desc(const ModelConfig& c) {
   std::string s = fmt::format("θ={:g}", c.rope_theta);
-  if (c.rope_scaling.type != "default") s += fmt::format(", {} ×{:g}", c.rope_scaling.type, c.rope_scaling.factor);
+  if (c.rope_scaling.type != "default")
+    s += fmt::format(", {} ×{:g}", c.rope_scaling.type, c.rope_scaling.factor);
   return s;
 }
 
@@ -113,12 +115,13 @@ void run(const Options& o) {
   arch.row({"Family / architecture", fmt::format("{} / {}", family_name(c.family), c.architecture)});
   arch.row({"Hidden / intermediate", fmt::format("{} / {}", c.hidden_size, c.intermediate_size)});
   arch.row({"Layers", std::to_string(c.num_layers)});
-  arch.row({"Heads (q / kv) × head_dim", fmt::format("{} / {} × {}", c.num_heads, c.num_kv_heads, c.head_dim)});
+  arch.row(
+      {"Heads (q / kv) × head_dim", fmt::format("{} / {} × {}", c.num_heads, c.num_kv_heads, c.head_dim)});
   arch.row({"Vocabulary", std::to_string(c.vocab_size)});
   arch.row({"RoPE", rope_desc(c)});
   arch.row({"Tied embeddings", check_mark(c.tie_word_embeddings)});
-  arch.row({"Biases (qkv / o / mlp)",
-            fmt::format("{} / {} / {}", check_mark(c.qkv_bias), check_mark(c.o_bias), check_mark(c.mlp_bias))});
+  arch.row({"Biases (qkv / o / mlp)", fmt::format("{} / {} / {}", check_mark(c.qkv_bias),
+                                                  check_mark(c.o_bias), check_mark(c.mlp_bias))});
   if (c.sliding_window) arch.row({"Sliding window", std::to_string(*c.sliding_window)});
   arch.row({"Parameters", format_count(c.num_parameters())});
   arch.print(stdout);
@@ -133,8 +136,9 @@ void run(const Options& o) {
   mem.row({"RSS after load", format_bytes(after.rss_bytes)});
   mem.row({"Peak RSS", format_bytes(j["peak_rss_bytes"].get<int64_t>())});
   if (j.contains("loss")) {
-    mem.row({"Loss / perplexity", fmt::format("{:.4f} / {:.2f} over {} tokens", j["loss"].get<double>(),
-                                              j["perplexity"].get<double>(), j["loss_tokens"].get<int64_t>())});
+    mem.row(
+        {"Loss / perplexity", fmt::format("{:.4f} / {:.2f} over {} tokens", j["loss"].get<double>(),
+                                          j["perplexity"].get<double>(), j["loss_tokens"].get<int64_t>())});
     mem.row({"Forward time", fmt::format("{:.3f} s", j["forward_seconds"].get<double>())});
   }
   mem.print(stdout);
@@ -144,11 +148,14 @@ void run(const Options& o) {
 
 void register_model_info(CLI::App& app) {
   auto opts = std::make_shared<Options>();
-  auto* cmd = app.add_subcommand("model-info", "Load a model and show its architecture, memory and load time");
-  cmd->add_option("-m,--model", opts->model, "Model directory or Hugging Face id in the local cache")->required();
+  auto* cmd =
+      app.add_subcommand("model-info", "Load a model and show its architecture, memory and load time");
+  cmd->add_option("-m,--model", opts->model, "Model directory or Hugging Face id in the local cache")
+      ->required();
   cmd->add_option("-q,--quantization", opts->quantization, "Frozen weight storage: f32, bf16, nf4, int8")
       ->capture_default_str();
-  cmd->add_option("--tokens", opts->tokens, "Token ids to run a forward pass on (prints loss and perplexity)");
+  cmd->add_option("--tokens", opts->tokens,
+                  "Token ids to run a forward pass on (prints loss and perplexity)");
   cmd->add_option("--threads", opts->threads, "Worker threads (0 = all available cores)");
   cmd->add_flag("--json", opts->json, "Print JSON instead of tables");
   cmd->callback([opts] { run(*opts); });

@@ -23,9 +23,10 @@ class CpuBackend final : public ComputeBackend {
         for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
       return;
     }
-    dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta,
-                                  C, ldc);
-    if (st != dnnl_success) fail("oneDNN sgemm failed (status {}) for M={} N={} K={}", static_cast<int>(st), M, N, K);
+    dnnl_status_t st =
+        dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (st != dnnl_success)
+      fail("oneDNN sgemm failed (status {}) for M={} N={} K={}", static_cast<int>(st), M, N, K);
   }
 };
 

@@ -20,9 +20,9 @@ template <typename... Args>
 }
 
 // Like assert, but always on and with a message for the user.
-#define BIDORA_CHECK(cond, ...)                 \
-  do {                                          \
-    if (!(cond)) ::bidora::fail(__VA_ARGS__);   \
+#define BIDORA_CHECK(cond, ...)               \
+  do {                                        \
+    if (!(cond)) ::bidora::fail(__VA_ARGS__); \
   } while (0)
 
 }  // namespace bidora

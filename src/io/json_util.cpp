@@ -14,7 +14,9 @@ json parse(const std::string& text, const std::string& source) {
   }
 }
 
-json parse_file(const std::string& path) { return parse(read_file(path), path); }
+json parse_file(const std::string& path) {
+  return parse(read_file(path), path);
+}
 
 const json& require(const json& obj, const char* key, const std::string& source) {
   if (!obj.is_object()) fail("{}: expected a JSON object", source);

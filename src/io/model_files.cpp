@@ -14,7 +14,8 @@ namespace fs = std::filesystem;
 std::string hf_hub_cache_dir() {
   if (const char* p = std::getenv("HF_HUB_CACHE"); p && *p) return p;
   if (const char* p = std::getenv("HF_HOME"); p && *p) return (fs::path(p) / "hub").string();
-  if (const char* p = std::getenv("XDG_CACHE_HOME"); p && *p) return (fs::path(p) / "huggingface" / "hub").string();
+  if (const char* p = std::getenv("XDG_CACHE_HOME"); p && *p)
+    return (fs::path(p) / "huggingface" / "hub").string();
   const char* home = std::getenv("HOME");
   return (fs::path(home ? home : "/") / ".cache" / "huggingface" / "hub").string();
 }
@@ -51,7 +52,8 @@ std::string resolve_model_dir(const std::string& name_or_path) {
   }
   fail(
       "model '{}' not found: not a local directory, and not in the Hugging Face cache (looked for {}). "
-      "Download it where there is network access (e.g. `huggingface-cli download {}`), copy the cache here or set "
+      "Download it where there is network access (e.g. `huggingface-cli download {}`), copy the cache here "
+      "or set "
       "HF_HOME / HF_HUB_CACHE, or pass a local directory",
       name_or_path, snapshots.string(), name_or_path);
 }
@@ -67,7 +69,8 @@ CheckpointTensors::CheckpointTensors(const std::string& model_dir) : dir_(model_
     if (!wm.is_object()) fail("{}: field \"weight_map\" must be an object", index.string());
     std::map<std::string, bool> shard_seen;
     for (auto it = wm.begin(); it != wm.end(); ++it) {
-      if (!it.value().is_string()) fail("{}: weight_map[\"{}\"] must be a file name", index.string(), it.key());
+      if (!it.value().is_string())
+        fail("{}: weight_map[\"{}\"] must be a file name", index.string(), it.key());
       const std::string shard = it.value().get<std::string>();
       if (shard.find('/') != std::string::npos || shard.find("..") != std::string::npos)
         fail("{}: weight_map[\"{}\"] = \"{}\" must be a file name inside the model directory", index.string(),
@@ -88,7 +91,8 @@ CheckpointTensors::CheckpointTensors(const std::string& model_dir) : dir_(model_
         found.push_back(e.path().string());
     std::sort(found.begin(), found.end());
     if (found.empty()) {
-      const bool has_bin = fs::exists(dir / "pytorch_model.bin", ec) || fs::exists(dir / "pytorch_model.bin.index.json", ec);
+      const bool has_bin =
+          fs::exists(dir / "pytorch_model.bin", ec) || fs::exists(dir / "pytorch_model.bin.index.json", ec);
       fail("{}: no model.safetensors, model.safetensors.index.json or *.safetensors file{}", model_dir,
            has_bin ? " (pytorch_model.bin is not supported: convert the checkpoint to safetensors)" : "");
     }
@@ -104,7 +108,8 @@ CheckpointTensors::CheckpointTensors(const std::string& model_dir) : dir_(model_
   }
   for (const auto& [name, shard] : weight_map) {
     auto it = owner_.find(name);
-    if (it == owner_.end()) fail("{}: tensor '{}' listed in the index is missing", (dir / shard).string(), name);
+    if (it == owner_.end())
+      fail("{}: tensor '{}' listed in the index is missing", (dir / shard).string(), name);
     if (fs::path(paths_[it->second]).filename() != shard)
       fail("{}: tensor '{}' is in {} but the index says {}", index.string(), name, paths_[it->second], shard);
   }

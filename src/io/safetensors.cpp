@@ -22,7 +22,8 @@ uint64_t read_u64_le(const uint8_t* p) {
 }
 
 // Reads a non-negative integer that fits in 48 bits (the schema's limit), else fails.
-uint64_t as_offset(const nlohmann::json& v, const std::string& path, const std::string& name, const char* what) {
+uint64_t as_offset(const nlohmann::json& v, const std::string& path, const std::string& name,
+                   const char* what) {
   if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<int64_t>() >= 0))
     fail("{}: tensor '{}': {} must be a non-negative integer, got {}", path, name, what, v.dump());
   uint64_t x = v.get<uint64_t>();
@@ -38,13 +39,17 @@ int64_t TensorView::numel() const {
   return n;
 }
 
-std::string TensorView::shape_str() const { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+std::string TensorView::shape_str() const {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
   const size_t size = file_.size();
-  if (size < 8) fail("{}: not a safetensors file: {} bytes, need at least the 8-byte header length", path, size);
+  if (size < 8)
+    fail("{}: not a safetensors file: {} bytes, need at least the 8-byte header length", path, size);
   const uint64_t n = read_u64_le(file_.data());
-  if (n > kMaxHeaderBytes) fail("{}: header length {} exceeds the limit of {} bytes", path, n, kMaxHeaderBytes);
+  if (n > kMaxHeaderBytes)
+    fail("{}: header length {} exceeds the limit of {} bytes", path, n, kMaxHeaderBytes);
   if (n > size - 8) fail("{}: truncated: header length {} but only {} bytes follow", path, n, size - 8);
   const char* hdr = reinterpret_cast<const char*>(file_.data() + 8);
   const uint8_t* buffer = file_.data() + 8 + n;
@@ -98,7 +103,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
     uint64_t numel = 1;
     for (const auto& d : *sh) {
       uint64_t dim = as_offset(d, path, name, "a shape dimension");
-      if (dim != 0 && numel > (uint64_t{1} << 48) / dim) fail("{}: tensor '{}': shape is too large", path, name);
+      if (dim != 0 && numel > (uint64_t{1} << 48) / dim)
+        fail("{}: tensor '{}': shape is too large", path, name);
       numel *= dim;
       t.shape.push_back(static_cast<int64_t>(dim));
     }
@@ -110,8 +116,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
       fail("{}: tensor '{}': {} {} holds {} bytes but data_offsets span {}", path, name, dtype_name(t.dtype),
            t.shape_str(), expect, end - begin);
     if (end > buffer_size)
-      fail("{}: tensor '{}': data_offsets [{}, {}] run past the end of the data ({} bytes); file truncated?", path,
-           name, begin, end, buffer_size);
+      fail("{}: tensor '{}': data_offsets [{}, {}] run past the end of the data ({} bytes); file truncated?",
+           path, name, begin, end, buffer_size);
     t.data = buffer + begin;
     t.nbytes = static_cast<size_t>(expect);
     tensors_.push_back(std::move(t));
@@ -125,12 +131,13 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
   for (const auto& t : tensors_) {
     const uint64_t begin = static_cast<uint64_t>(t.data - buffer);
     if (begin != pos)
-      fail("{}: tensor '{}' begins at byte {} of the data but the previous tensor ends at {} ({})", path, t.name,
-           begin, pos, begin > pos ? "hole" : "overlap");
+      fail("{}: tensor '{}' begins at byte {} of the data but the previous tensor ends at {} ({})", path,
+           t.name, begin, pos, begin > pos ? "hole" : "overlap");
     pos = begin + t.nbytes;
   }
   if (pos != buffer_size)
-    fail("{}: data section is {} bytes but the tensors cover {} (trailing or missing bytes)", path, buffer_size, pos);
+    fail("{}: data section is {} bytes but the tensors cover {} (trailing or missing bytes)", path,
+         buffer_size, pos);
   for (size_t i = 0; i < tensors_.size(); ++i) index_[tensors_[i].name] = i;
 }
 
@@ -179,11 +186,13 @@ void SafetensorsWriter::add(const std::string& name, DType dtype, std::vector<in
   BIDORA_CHECK(static_cast<size_t>(numel) * dtype_size(dtype) == bytes.size(),
                "safetensors writer: tensor '{}' has {} bytes, expected {}", name, bytes.size(),
                static_cast<size_t>(numel) * dtype_size(dtype));
-  for (const auto& e : entries_) BIDORA_CHECK(e.name != name, "safetensors writer: tensor '{}' added twice", name);
+  for (const auto& e : entries_)
+    BIDORA_CHECK(e.name != name, "safetensors writer: tensor '{}' added twice", name);
   entries_.push_back({name, dtype, std::move(shape), std::vector<uint8_t>(bytes.begin(), bytes.end())});
 }
 
-void SafetensorsWriter::add_f32(const std::string& name, std::vector<int64_t> shape, std::span<const float> values) {
+void SafetensorsWriter::add_f32(const std::string& name, std::vector<int64_t> shape,
+                                std::span<const float> values) {
   add(name, DType::F32, std::move(shape),
       std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(values.data()), values.size_bytes()));
 }
@@ -218,6 +227,8 @@ std::string SafetensorsWriter::serialize() const {
   return out;
 }
 
-void SafetensorsWriter::write(const std::string& path) const { write_file_atomic(path, serialize()); }
+void SafetensorsWriter::write(const std::string& path) const {
+  write_file_atomic(path, serialize());
+}
 
 }  // namespace bidora

@@ -29,7 +29,7 @@ class SafetensorsFile {
   explicit SafetensorsFile(const std::string& path);
   const std::string& path() const { return file_.path(); }
   const std::vector<TensorView>& tensors() const { return tensors_; }  // in data-offset order
-  const TensorView* find(const std::string& name) const;                // nullptr when absent
+  const TensorView* find(const std::string& name) const;               // nullptr when absent
   // Like find, but a missing tensor, or one whose dtype/shape differ from the expectation, is an
   // error naming the file and the tensor.
   const TensorView& get(const std::string& name) const;

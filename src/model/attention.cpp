@@ -8,7 +8,8 @@
 
 namespace bidora {
 
-std::vector<int32_t> attention_key_start(const int32_t* position_ids, int64_t rows, int64_t seq, int64_t window) {
+std::vector<int32_t> attention_key_start(const int32_t* position_ids, int64_t rows, int64_t seq,
+                                         int64_t window) {
   std::vector<int32_t> ks(rows * seq);
   for (int64_t b = 0; b < rows; ++b) {
     int32_t doc = 0;
@@ -66,8 +67,8 @@ void attention_forward(const float* q, const float* k, const float* v, const int
 }
 
 void attention_backward(const float* q, const float* k, const float* v, const float* out, const float* dout,
-                        const float* lse, const int32_t* key_start, const AttentionShape& s, float scale, float* dq,
-                        float* dk, float* dv) {
+                        const float* lse, const int32_t* key_start, const AttentionShape& s, float scale,
+                        float* dq, float* dk, float* dv) {
   const int64_t hd = s.head_dim, group = s.heads / s.kv_heads;
   const int64_t q_stride = s.heads * hd, kv_stride = s.kv_heads * hd;
   const int64_t n = s.rows * s.seq;

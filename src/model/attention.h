@@ -24,11 +24,12 @@ void attention_forward(const float* q, const float* k, const float* v, const int
 // Gradients given dout and the forward's lse. dq: [rows*seq, heads*hd] (overwritten);
 // dk, dv: [rows*seq, kv_heads*hd] (overwritten).
 void attention_backward(const float* q, const float* k, const float* v, const float* out, const float* dout,
-                        const float* lse, const int32_t* key_start, const AttentionShape& s, float scale, float* dq,
-                        float* dk, float* dv);
+                        const float* lse, const int32_t* key_start, const AttentionShape& s, float scale,
+                        float* dq, float* dk, float* dv);
 
 // key_start for one layer: documents start where position_ids restart at 0 (HF packing), and a
 // sliding window (if window > 0) limits keys to i - window < j. Returns [rows*seq].
-std::vector<int32_t> attention_key_start(const int32_t* position_ids, int64_t rows, int64_t seq, int64_t window);
+std::vector<int32_t> attention_key_start(const int32_t* position_ids, int64_t rows, int64_t seq,
+                                         int64_t window);
 
 }  // namespace bidora

@@ -13,7 +13,8 @@ namespace bidora {
 void validate_batch(const TokenBatch& b, const ModelConfig& cfg) {
   const size_t n = static_cast<size_t>(b.tokens());
   if (b.rows < 1 || b.seq_len < 1) fail("batch: rows ({}) and seq_len ({}) must be >= 1", b.rows, b.seq_len);
-  if (b.input_ids.size() != n) fail("batch: {} input ids for {} x {} tokens", b.input_ids.size(), b.rows, b.seq_len);
+  if (b.input_ids.size() != n)
+    fail("batch: {} input ids for {} x {} tokens", b.input_ids.size(), b.rows, b.seq_len);
   if (!b.position_ids.empty() && b.position_ids.size() != n)
     fail("batch: {} position ids for {} tokens", b.position_ids.size(), n);
   if (!b.labels.empty() && b.labels.size() != n) fail("batch: {} labels for {} tokens", b.labels.size(), n);
@@ -27,10 +28,13 @@ void validate_batch(const TokenBatch& b, const ModelConfig& cfg) {
         const int32_t p = b.position_ids[i];
         const bool ok = p == 0 || (t > 0 && p == b.position_ids[i - 1] + 1);
         if (!ok)
-          fail("batch: position id {} at row {} column {}: positions must start at 0 and grow by 1 within a document",
-               p, r, t);
+          fail(
+              "batch: position id {} at row {} column {}: positions must start at 0 and grow by 1 within a "
+              "document",
+              p, r, t);
       }
-      if (!b.labels.empty() && b.labels[i] != kIgnoreIndex && (b.labels[i] < 0 || b.labels[i] >= cfg.vocab_size))
+      if (!b.labels.empty() && b.labels[i] != kIgnoreIndex &&
+          (b.labels[i] < 0 || b.labels[i] >= cfg.vocab_size))
         fail("batch: label {} at row {} column {} is outside the vocabulary", b.labels[i], r, t);
     }
   }
@@ -128,7 +132,8 @@ void Decoder::prepare_rope(const TokenBatch& b) {
   const int64_t n = b.tokens();
   for (int64_t r = 0; r < b.rows; ++r)
     for (int64_t t = 0; t < b.seq_len; ++t)
-      positions_[r * b.seq_len + t] = b.position_ids.empty() ? static_cast<int32_t>(t) : b.position_ids[r * b.seq_len + t];
+      positions_[r * b.seq_len + t] =
+          b.position_ids.empty() ? static_cast<int32_t>(t) : b.position_ids[r * b.seq_len + t];
   const int64_t needed = *std::max_element(positions_.begin(), positions_.begin() + n) + 1;
   // Dynamic NTK scaling depends on the length, so its table is rebuilt for each new length.
   const bool dynamic = c_.rope_scaling.type == "dynamic";
@@ -200,12 +205,13 @@ void Decoder::layer_backward(int64_t l, const TokenBatch& b, const float* x_in, 
   float* datt = dact_.data();  // free again; holds [n, q_dim]
   linear_backward(l, LinearKind::O, att_.data(), dmid_.data(), n, datt, false);
   const AttentionShape shape{b.rows, b.seq_len, c_.num_heads, c_.num_kv_heads, hd};
-  attention_backward(q_.data(), k_.data(), v_.data(), att_.data(), datt, lse_.data(), key_start_.data(), shape,
-                     attention_scale(), dq_.data(), dk_.data(), dv_.data());
+  attention_backward(q_.data(), k_.data(), v_.data(), att_.data(), datt, lse_.data(), key_start_.data(),
+                     shape, attention_scale(), dq_.data(), dk_.data(), dv_.data());
   rope_backward(dq_.data(), positions_.data(), n, c_.num_heads, hd, rope_);
   rope_backward(dk_.data(), positions_.data(), n, c_.num_kv_heads, hd, rope_);
   if (c_.qk_norm) {
-    rmsnorm_backward(q_raw_.data(), L.q_norm.data(), q_inv_.data(), dq_.data(), n * c_.num_heads, hd, dq_.data());
+    rmsnorm_backward(q_raw_.data(), L.q_norm.data(), q_inv_.data(), dq_.data(), n * c_.num_heads, hd,
+                     dq_.data());
     rmsnorm_backward(k_raw_.data(), L.k_norm.data(), k_inv_.data(), dk_.data(), n * c_.num_kv_heads, hd,
                      dk_.data());
   }
@@ -217,7 +223,9 @@ void Decoder::layer_backward(int64_t l, const TokenBatch& b, const float* x_in, 
   for (int64_t i = 0; i < n * H; ++i) dx[i] += dmid_[i];
 }
 
-float Decoder::attention_scale() const { return 1.0f / std::sqrt(static_cast<float>(c_.head_dim)); }
+float Decoder::attention_scale() const {
+  return 1.0f / std::sqrt(static_cast<float>(c_.head_dim));
+}
 
 const float* Decoder::forward(const TokenBatch& b) {
   validate_batch(b, c_);
@@ -225,8 +233,8 @@ const float* Decoder::forward(const TokenBatch& b) {
   prepare_rope(b);
   embed(b, x_.data());
   for (int64_t l = 0; l < c_.num_layers; ++l) layer_forward(l, b, x_.data());
-  rmsnorm_forward(x_.data(), w_.final_norm().data(), b.tokens(), c_.hidden_size, static_cast<float>(c_.rms_norm_eps),
-                  xn_.data(), nullptr);
+  rmsnorm_forward(x_.data(), w_.final_norm().data(), b.tokens(), c_.hidden_size,
+                  static_cast<float>(c_.rms_norm_eps), xn_.data(), nullptr);
   return xn_.data();
 }
 

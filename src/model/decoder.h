@@ -50,7 +50,8 @@ class Decoder {
   // The loss is scaled by grad_scale before differentiation (e.g. 1 / tokens of the whole
   // optimiser step), so adapter gradients accumulate across micro-batches. If d_embeddings is
   // non-null it receives ∂(grad_scale·Σloss)/∂(embedding output) [tokens, H].
-  LossSums forward_backward(const TokenBatch& b, float grad_scale, std::vector<float>* d_embeddings = nullptr);
+  LossSums forward_backward(const TokenBatch& b, float grad_scale,
+                            std::vector<float>* d_embeddings = nullptr);
 
   const ModelWeights& weights() const { return w_; }
 
@@ -63,7 +64,8 @@ class Decoder {
   // y = x·Wᵀ + b through the adapter when this linear is adapted.
   void linear(int64_t l, LinearKind k, const float* x, int64_t n, float* y);
   // dx = (β·dx) + ∂/∂x, adapter-aware; β ∈ {0, 1} accumulates for the q/k/v and gate/up pairs.
-  void linear_backward(int64_t l, LinearKind k, const float* x, const float* dy, int64_t n, float* dx, bool accumulate);
+  void linear_backward(int64_t l, LinearKind k, const float* x, const float* dy, int64_t n, float* dx,
+                       bool accumulate);
   void reserve_training(int64_t tokens);
   float attention_scale() const;
 

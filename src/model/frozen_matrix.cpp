@@ -9,10 +9,14 @@ namespace bidora {
 
 const char* storage_name(WeightStorage s) {
   switch (s) {
-    case WeightStorage::F32: return "f32";
-    case WeightStorage::BF16: return "bf16";
-    case WeightStorage::NF4: return "nf4";
-    case WeightStorage::INT8: return "int8";
+    case WeightStorage::F32:
+      return "f32";
+    case WeightStorage::BF16:
+      return "bf16";
+    case WeightStorage::NF4:
+      return "nf4";
+    case WeightStorage::INT8:
+      return "int8";
   }
   return "?";
 }
@@ -59,8 +63,8 @@ FrozenMatrix FrozenMatrix::from_tensor(const TensorView& t, WeightStorage storag
   return from_f32(std::move(values), m.rows_, m.cols_, storage, q, source + ": tensor '" + t.name + "'");
 }
 
-FrozenMatrix FrozenMatrix::from_f32(std::vector<float> values, int64_t rows, int64_t cols, WeightStorage storage,
-                                    const QuantOptions& q, const std::string& what) {
+FrozenMatrix FrozenMatrix::from_f32(std::vector<float> values, int64_t rows, int64_t cols,
+                                    WeightStorage storage, const QuantOptions& q, const std::string& what) {
   BIDORA_CHECK(static_cast<int64_t>(values.size()) == rows * cols, "FrozenMatrix: {} values for [{}, {}]",
                values.size(), rows, cols);
   FrozenMatrix m;
@@ -127,10 +131,14 @@ void FrozenMatrix::rows_f32_serial(int64_t r0, int64_t n, float* out) const {
 
 size_t FrozenMatrix::bytes() const {
   switch (storage_) {
-    case WeightStorage::F32: return static_cast<size_t>(rows_ * cols_) * 4;
-    case WeightStorage::BF16: return static_cast<size_t>(rows_ * cols_) * 2;
-    case WeightStorage::NF4: return quant_->nf4.bytes();
-    case WeightStorage::INT8: return quant_->int8.bytes();
+    case WeightStorage::F32:
+      return static_cast<size_t>(rows_ * cols_) * 4;
+    case WeightStorage::BF16:
+      return static_cast<size_t>(rows_ * cols_) * 2;
+    case WeightStorage::NF4:
+      return quant_->nf4.bytes();
+    case WeightStorage::INT8:
+      return quant_->int8.bytes();
   }
   return 0;
 }

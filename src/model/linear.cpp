@@ -11,7 +11,8 @@ int64_t WeightTile::rows_per_tile(int64_t cols) {
   return std::max<int64_t>(1, static_cast<int64_t>(buf_.size()) / std::max<int64_t>(cols, 1));
 }
 
-void linear_forward(const float* x, int64_t n, const FrozenMatrix& W, const float* bias, float* y, WeightTile& tile) {
+void linear_forward(const float* x, int64_t n, const FrozenMatrix& W, const float* bias, float* y,
+                    WeightTile& tile) {
   const int64_t out = W.rows(), in = W.cols();
   if (const float* w = W.f32_data()) {
     sgemm(false, true, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
@@ -30,7 +31,8 @@ void linear_forward(const float* x, int64_t n, const FrozenMatrix& W, const floa
   }
 }
 
-void linear_backward_input(const float* dy, int64_t n, const FrozenMatrix& W, float* dx, float beta, WeightTile& tile) {
+void linear_backward_input(const float* dy, int64_t n, const FrozenMatrix& W, float* dx, float beta,
+                           WeightTile& tile) {
   const int64_t out = W.rows(), in = W.cols();
   if (const float* w = W.f32_data()) {
     sgemm(false, false, n, in, out, 1.0f, dy, out, w, in, beta, dx, in);

@@ -24,8 +24,10 @@ class WeightTile {
 };
 
 // x: [n, in], y: [n, out] (overwritten), bias: [out] or nullptr.
-void linear_forward(const float* x, int64_t n, const FrozenMatrix& W, const float* bias, float* y, WeightTile& tile);
+void linear_forward(const float* x, int64_t n, const FrozenMatrix& W, const float* bias, float* y,
+                    WeightTile& tile);
 // dx[n, in] = beta * dx + dy[n, out] · W.
-void linear_backward_input(const float* dy, int64_t n, const FrozenMatrix& W, float* dx, float beta, WeightTile& tile);
+void linear_backward_input(const float* dy, int64_t n, const FrozenMatrix& W, float* dx, float beta,
+                           WeightTile& tile);
 
 }  // namespace bidora

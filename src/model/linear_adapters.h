@@ -20,8 +20,8 @@ class LinearAdapters {
                        float* y) = 0;
   // Called right after forward of the same (layer, kind) was replayed. Overwrites dx [n, in] with
   // the full input gradient (the frozen part included) and accumulates the parameter gradients.
-  virtual void backward(int64_t layer, LinearKind kind, const FrozenMatrix& W, const float* x, const float* dy,
-                        int64_t n, float* dx) = 0;
+  virtual void backward(int64_t layer, LinearKind kind, const FrozenMatrix& W, const float* x,
+                        const float* dy, int64_t n, float* dx) = 0;
 };
 
 }  // namespace bidora

@@ -35,7 +35,8 @@ LossSums lm_head_cross_entropy(const float* hidden, int64_t n, const FrozenMatri
   ws.rows.clear();
   for (int64_t i = 0; i < n; ++i) {
     if (targets[i] == kIgnoreIndex) continue;
-    if (targets[i] < 0 || targets[i] >= V) fail("label {} at token {} is outside the vocabulary [0, {})", targets[i], i, V);
+    if (targets[i] < 0 || targets[i] >= V)
+      fail("label {} at token {} is outside the vocabulary [0, {})", targets[i], i, V);
     ws.rows.push_back(i);
   }
   if (dhidden) std::fill(dhidden, dhidden + n * H, 0.0f);

@@ -33,7 +33,7 @@ class LmLossWorkspace {
 // hidden: [n, H]. Returns the summed loss and the count. If dhidden is non-null it receives
 // grad_scale · ∂(Σ loss)/∂hidden (zero rows where the target is ignored). Throws Error if a
 // target is outside [0, vocab).
-LossSums lm_head_cross_entropy(const float* hidden, int64_t n, const FrozenMatrix& lm_head, const int32_t* targets,
-                               float* dhidden, float grad_scale, LmLossWorkspace& ws);
+LossSums lm_head_cross_entropy(const float* hidden, int64_t n, const FrozenMatrix& lm_head,
+                               const int32_t* targets, float* dhidden, float grad_scale, LmLossWorkspace& ws);
 
 }  // namespace bidora

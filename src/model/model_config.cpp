@@ -13,10 +13,14 @@ using nlohmann::json;
 
 const char* family_name(ModelFamily f) {
   switch (f) {
-    case ModelFamily::Llama: return "llama";
-    case ModelFamily::Mistral: return "mistral";
-    case ModelFamily::Qwen2: return "qwen2";
-    case ModelFamily::Qwen3: return "qwen3";
+    case ModelFamily::Llama:
+      return "llama";
+    case ModelFamily::Mistral:
+      return "mistral";
+    case ModelFamily::Qwen2:
+      return "qwen2";
+    case ModelFamily::Qwen3:
+      return "qwen3";
   }
   return "?";
 }
@@ -25,22 +29,28 @@ namespace {
 
 ModelFamily parse_family(const json& j, const std::string& src, std::string* arch) {
   auto model_type = ju::opt_string(j, "model_type", src);
-  if (auto it = j.find("architectures"); it != j.end() && it->is_array() && !it->empty() && (*it)[0].is_string())
+  if (auto it = j.find("architectures");
+      it != j.end() && it->is_array() && !it->empty() && (*it)[0].is_string())
     *arch = (*it)[0].get<std::string>();
   std::string mt = model_type.value_or("");
   if (mt.empty()) {  // fall back to the architecture name
-    if (arch->rfind("Llama", 0) == 0) mt = "llama";
-    else if (arch->rfind("Mistral", 0) == 0) mt = "mistral";
-    else if (arch->rfind("Qwen2", 0) == 0) mt = "qwen2";
-    else if (arch->rfind("Qwen3", 0) == 0) mt = "qwen3";
+    if (arch->rfind("Llama", 0) == 0)
+      mt = "llama";
+    else if (arch->rfind("Mistral", 0) == 0)
+      mt = "mistral";
+    else if (arch->rfind("Qwen2", 0) == 0)
+      mt = "qwen2";
+    else if (arch->rfind("Qwen3", 0) == 0)
+      mt = "qwen3";
   }
   if (mt == "llama") return ModelFamily::Llama;
   if (mt == "mistral") return ModelFamily::Mistral;
   if (mt == "qwen2") return ModelFamily::Qwen2;
   if (mt == "qwen3") return ModelFamily::Qwen3;
-  fail("{}: model_type \"{}\" (architecture \"{}\") is not supported; supported: llama, mistral, qwen2, qwen3 "
-       "(Llama 2/3, TinyLlama, SmolLM2, Mistral, Qwen2/2.5, Qwen3)",
-       src, mt, *arch);
+  fail(
+      "{}: model_type \"{}\" (architecture \"{}\") is not supported; supported: llama, mistral, qwen2, qwen3 "
+      "(Llama 2/3, TinyLlama, SmolLM2, Mistral, Qwen2/2.5, Qwen3)",
+      src, mt, *arch);
 }
 
 // rope_scaling (v4), or rope_parameters (v5, may also hold rope_theta). `type` or `rope_type`.
@@ -66,7 +76,8 @@ void parse_rope(const json& j, const std::string& src, ModelConfig& c) {
   r.type = type.value_or("default");
   if (r.type == "default") return;
   if (r.type != "linear" && r.type != "dynamic" && r.type != "llama3" && r.type != "yarn")
-    fail("{}: rope type \"{}\" is not supported; supported: default, linear, dynamic, llama3, yarn", ctx, r.type);
+    fail("{}: rope type \"{}\" is not supported; supported: default, linear, dynamic, llama3, yarn", ctx,
+         r.type);
   r.factor = ju::opt_number(*rs, "factor", ctx).value_or(1.0);
   if (!(r.factor >= 1.0) && r.type != "yarn")
     fail("{}: field \"factor\" must be >= 1, got {}", ctx, r.factor);
@@ -155,8 +166,10 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     }
   }
 
-  if (auto d = ju::opt_string(j, "torch_dtype", src)) c.torch_dtype = *d;
-  else if (auto d2 = ju::opt_string(j, "dtype", src)) c.torch_dtype = *d2;
+  if (auto d = ju::opt_string(j, "torch_dtype", src))
+    c.torch_dtype = *d;
+  else if (auto d2 = ju::opt_string(j, "dtype", src))
+    c.torch_dtype = *d2;
   c.eos_token_ids = parse_token_ids(j, "eos_token_id", src);
   if (auto b = parse_token_ids(j, "bos_token_id", src); !b.empty()) c.bos_token_id = b[0];
   if (auto p = parse_token_ids(j, "pad_token_id", src); !p.empty()) c.pad_token_id = p[0];
@@ -164,7 +177,9 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
   return c;
 }
 
-ModelConfig ModelConfig::from_file(const std::string& path) { return from_json(ju::parse_file(path), path); }
+ModelConfig ModelConfig::from_file(const std::string& path) {
+  return from_json(ju::parse_file(path), path);
+}
 
 void ModelConfig::validate(const std::string& src) const {
   auto positive = [&](const char* field, int64_t v, int64_t max) {
@@ -178,11 +193,13 @@ void ModelConfig::validate(const std::string& src) const {
   positive("head_dim", head_dim, 1024);
   positive("vocab_size", vocab_size, 1 << 24);
   if (num_heads % num_kv_heads != 0)
-    fail("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", src, num_heads, num_kv_heads);
+    fail("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", src, num_heads,
+         num_kv_heads);
   if (head_dim % 2 != 0) fail("{}: head_dim {} must be even for rotary embeddings", src, head_dim);
   if (!(rms_norm_eps > 0)) fail("{}: rms_norm_eps must be > 0, got {}", src, rms_norm_eps);
   if (!(rope_theta > 0)) fail("{}: rope_theta must be > 0, got {}", src, rope_theta);
-  if (sliding_window && *sliding_window < 1) fail("{}: sliding_window must be >= 1, got {}", src, *sliding_window);
+  if (sliding_window && *sliding_window < 1)
+    fail("{}: sliding_window must be >= 1, got {}", src, *sliding_window);
 }
 
 std::optional<int64_t> ModelConfig::window_for_layer(int64_t layer) const {
@@ -204,7 +221,8 @@ int64_t ModelConfig::num_parameters() const {
   if (mlp_bias) per_layer += 2 * I + H;
   if (qk_norm) per_layer += 2 * head_dim;
   const int64_t embed = vocab_size * H;
-  return embed + num_block_linear_parameters() + per_layer * num_layers + H + (tie_word_embeddings ? 0 : embed);
+  return embed + num_block_linear_parameters() + per_layer * num_layers + H +
+         (tie_word_embeddings ? 0 : embed);
 }
 
 }  // namespace bidora

@@ -15,11 +15,11 @@ const char* family_name(ModelFamily f);  // "llama", "mistral", "qwen2", "qwen3"
 struct RopeScaling {
   std::string type = "default";  // default | linear | dynamic | llama3 | yarn
   double factor = 1.0;
-  double low_freq_factor = 1.0;    // llama3
-  double high_freq_factor = 4.0;   // llama3
+  double low_freq_factor = 1.0;   // llama3
+  double high_freq_factor = 4.0;  // llama3
   int64_t original_max_position_embeddings = 0;
-  double beta_fast = 32.0;         // yarn
-  double beta_slow = 1.0;          // yarn
+  double beta_fast = 32.0;                 // yarn
+  double beta_slow = 1.0;                  // yarn
   std::optional<double> attention_factor;  // yarn
 };
 
@@ -38,13 +38,13 @@ struct ModelConfig {
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
   bool tie_word_embeddings = false;
-  bool qkv_bias = false;     // q/k/v projections carry a bias (Qwen2 always; llama/qwen3 attention_bias)
-  bool o_bias = false;       // o_proj carries a bias (llama/qwen3 attention_bias)
-  bool mlp_bias = false;     // llama mlp_bias
-  bool qk_norm = false;      // Qwen3 per-head RMSNorm on q and k before RoPE
+  bool qkv_bias = false;  // q/k/v projections carry a bias (Qwen2 always; llama/qwen3 attention_bias)
+  bool o_bias = false;    // o_proj carries a bias (llama/qwen3 attention_bias)
+  bool mlp_bias = false;  // llama mlp_bias
+  bool qk_norm = false;   // Qwen3 per-head RMSNorm on q and k before RoPE
   std::optional<int64_t> sliding_window;  // applied to every layer when set (see model_config.cpp)
   int64_t max_window_layers = 0;          // qwen: layers >= this use the window
-  std::string torch_dtype;   // storage dtype in the checkpoint, e.g. "bfloat16"
+  std::string torch_dtype;                // storage dtype in the checkpoint, e.g. "bfloat16"
   std::vector<int64_t> eos_token_ids;
   std::optional<int64_t> bos_token_id;
   std::optional<int64_t> pad_token_id;

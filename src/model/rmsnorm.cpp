@@ -4,7 +4,8 @@
 
 namespace bidora {
 
-void rmsnorm_forward(const float* x, const float* w, int64_t n, int64_t dim, float eps, float* y, float* inv_rms) {
+void rmsnorm_forward(const float* x, const float* w, int64_t n, int64_t dim, float eps, float* y,
+                     float* inv_rms) {
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < n; ++r) {
     const float* xr = x + r * dim;

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <numbers>
 
-
 namespace bidora {
 namespace {
 
@@ -20,7 +19,8 @@ std::vector<float> default_inv_freq(double base, int64_t hd) {
 
 }  // namespace
 
-RopeTable::RopeTable(const ModelConfig& cfg, int64_t max_positions) : half_(cfg.head_dim / 2), max_pos_(max_positions) {
+RopeTable::RopeTable(const ModelConfig& cfg, int64_t max_positions)
+    : half_(cfg.head_dim / 2), max_pos_(max_positions) {
   const int64_t hd = cfg.head_dim;
   const RopeScaling& rs = cfg.rope_scaling;
   double base = cfg.rope_theta;
@@ -47,8 +47,9 @@ RopeTable::RopeTable(const ModelConfig& cfg, int64_t max_positions) : half_(cfg.
     }
   } else if (rs.type == "yarn") {
     const double factor = rs.factor;
-    const double L = static_cast<double>(rs.original_max_position_embeddings ? rs.original_max_position_embeddings
-                                                                              : cfg.max_position_embeddings);
+    const double L =
+        static_cast<double>(rs.original_max_position_embeddings ? rs.original_max_position_embeddings
+                                                                : cfg.max_position_embeddings);
     auto correction_dim = [&](double rotations) {
       return hd * std::log(L / (rotations * 2 * std::numbers::pi)) / (2 * std::log(base));
     };
@@ -58,15 +59,17 @@ RopeTable::RopeTable(const ModelConfig& cfg, int64_t max_positions) : half_(cfg.
     high = std::min(high, static_cast<double>(hd - 1));
     if (low == high) high += 0.001;
     for (int64_t i = 0; i < half_; ++i) {
-      const float pos_freq = std::pow(static_cast<float>(base), static_cast<float>(2 * i) / static_cast<float>(hd));
+      const float pos_freq =
+          std::pow(static_cast<float>(base), static_cast<float>(2 * i) / static_cast<float>(hd));
       const float extrap = 1.0f / pos_freq;
       const float interp = 1.0f / (static_cast<float>(factor) * pos_freq);
       const double ramp = std::clamp((static_cast<double>(i) - low) / (high - low), 0.0, 1.0);
       const float extrap_w = static_cast<float>(1.0 - ramp);
       inv_freq_[i] = interp * (1 - extrap_w) + extrap * extrap_w;
     }
-    attention_scaling_ = rs.attention_factor ? static_cast<float>(*rs.attention_factor)
-                                             : (factor <= 1 ? 1.0f : static_cast<float>(0.1 * std::log(factor) + 1.0));
+    attention_scaling_ = rs.attention_factor
+                             ? static_cast<float>(*rs.attention_factor)
+                             : (factor <= 1 ? 1.0f : static_cast<float>(0.1 * std::log(factor) + 1.0));
   }
   cos_.resize(max_pos_ * half_);
   sin_.resize(max_pos_ * half_);
@@ -107,7 +110,8 @@ void rope_apply(float* x, const int32_t* pos, int64_t n, int64_t heads, int64_t 
 void rope_forward(float* x, const int32_t* pos, int64_t n, int64_t heads, int64_t hd, const RopeTable& rope) {
   rope_apply<false>(x, pos, n, heads, hd, rope);
 }
-void rope_backward(float* dx, const int32_t* pos, int64_t n, int64_t heads, int64_t hd, const RopeTable& rope) {
+void rope_backward(float* dx, const int32_t* pos, int64_t n, int64_t heads, int64_t hd,
+                   const RopeTable& rope) {
   rope_apply<true>(dx, pos, n, heads, hd, rope);
 }
 

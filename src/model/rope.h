@@ -32,6 +32,7 @@ class RopeTable {
 // guarantees 0 <= pos[t] < max_positions() (checked once per batch, not in the kernel).
 void rope_forward(float* x, const int32_t* pos, int64_t n, int64_t heads, int64_t hd, const RopeTable& rope);
 // The inverse rotation (the transpose), which is the gradient of rope_forward: in place on dx.
-void rope_backward(float* dx, const int32_t* pos, int64_t n, int64_t heads, int64_t hd, const RopeTable& rope);
+void rope_backward(float* dx, const int32_t* pos, int64_t n, int64_t heads, int64_t hd,
+                   const RopeTable& rope);
 
 }  // namespace bidora

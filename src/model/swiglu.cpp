@@ -12,7 +12,8 @@ void swiglu_forward(const float* gate, const float* up, int64_t n, float* act) {
   }
 }
 
-void swiglu_backward(const float* gate, const float* up, const float* dact, int64_t n, float* dgate, float* dup) {
+void swiglu_backward(const float* gate, const float* up, const float* dact, int64_t n, float* dgate,
+                     float* dup) {
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i], u = up[i], d = dact[i];

@@ -14,22 +14,27 @@ const char* linear_name(LinearKind k) {
 }
 
 const char* linear_path(LinearKind k) {
-  static const char* paths[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                                "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+  static const char* paths[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                "mlp.down_proj"};
   return paths[static_cast<int>(k)];
 }
 
 namespace {
 
-std::string shape_str(const std::vector<int64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+std::string shape_str(const std::vector<int64_t>& s) {
+  return fmt::format("[{}]", fmt::join(s, ", "));
+}
 
-const TensorView& expect_tensor(const CheckpointTensors& ck, const std::string& name, std::vector<int64_t> shape) {
+const TensorView& expect_tensor(const CheckpointTensors& ck, const std::string& name,
+                                std::vector<int64_t> shape) {
   const TensorView& t = ck.get(name);
   if (t.shape != shape)
     fail("{}: tensor '{}' has shape {}, but config.json implies {}", ck.file_of(name), name, t.shape_str(),
          shape_str(shape));
   if (t.dtype != DType::F32 && t.dtype != DType::BF16 && t.dtype != DType::F16)
-    fail("{}: tensor '{}' has dtype {}; expected F32, BF16 or F16", ck.file_of(name), name, dtype_name(t.dtype));
+    fail("{}: tensor '{}' has dtype {}; expected F32, BF16 or F16", ck.file_of(name), name,
+         dtype_name(t.dtype));
   return t;
 }
 
@@ -58,9 +63,11 @@ std::unique_ptr<ModelWeights> ModelWeights::load(const std::string& name_or_path
   if (!std::filesystem::exists(cfg_path)) fail("{}: missing config.json", m->dir_);
   const auto cfg_json = json_util::parse_file(cfg_path);
   if (cfg_json.is_object() && cfg_json.contains("quantization_config"))
-    fail("{}: pre-quantised checkpoints (quantization_config) are not supported; load the original bf16/f16/f32 "
-         "model and pick --quantization nf4 or int8 instead",
-         cfg_path);
+    fail(
+        "{}: pre-quantised checkpoints (quantization_config) are not supported; load the original "
+        "bf16/f16/f32 "
+        "model and pick --quantization nf4 or int8 instead",
+        cfg_path);
   m->config_ = ModelConfig::from_json(cfg_json, cfg_path);
   const ModelConfig& c = m->config_;
   m->ckpt_ = std::make_unique<CheckpointTensors>(m->dir_);
@@ -94,7 +101,8 @@ std::unique_ptr<ModelWeights> ModelWeights::load(const std::string& name_or_path
     for (int k = 0; k < kNumLinearKinds; ++k) {
       const auto kind = static_cast<LinearKind>(k);
       const std::string base = p + linear_path(kind);
-      L.linear[k] = load_matrix(ck, base + ".weight", out_dims[k], in_dims[k], opts.linear_storage, opts.quant);
+      L.linear[k] =
+          load_matrix(ck, base + ".weight", out_dims[k], in_dims[k], opts.linear_storage, opts.quant);
       const bool has_bias = (k <= 2 && c.qkv_bias) || (k == 3 && c.o_bias) || (k >= 4 && c.mlp_bias);
       if (has_bias) L.bias[k] = load_vector(ck, base + ".bias", out_dims[k]);
     }

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "io/json_util.h"
 #include "tokenizer/byte_level.h"
+#include "tokenizer/metaspace.h"
 #include "tokenizer/pattern.h"
 #include "tokenizer/unicode.h"
 
@@ -89,7 +90,6 @@ class ByteLevelDecoder final : public Decoder {
   }
 };
 
-enum class PrependScheme { Always, First, Never };
 
 class MetaspaceDecoder final : public Decoder {
  public:
@@ -260,23 +260,8 @@ std::unique_ptr<Decoder> make_decoder(const nlohmann::json& j, const std::string
   const std::string type = get_string(j, "type", where);
   if (type == "ByteLevel") return std::make_unique<ByteLevelDecoder>();
   if (type == "Metaspace") {
-    std::string replacement = opt_string(j, "replacement", where).value_or("\u2581");
-    single_char(replacement, where, "replacement");
-    PrependScheme scheme = PrependScheme::Always;
-    if (auto s = opt_string(j, "prepend_scheme", where)) {
-      if (*s == "always") {
-        scheme = PrependScheme::Always;
-      } else if (*s == "first") {
-        scheme = PrependScheme::First;
-      } else if (*s == "never") {
-        scheme = PrependScheme::Never;
-      } else {
-        fail("{}: field \"prepend_scheme\" must be always, first or never, got \"{}\"", where, *s);
-      }
-    } else if (opt_bool(j, "add_prefix_space", where) == false) {
-      scheme = PrependScheme::Never;
-    }
-    return std::make_unique<MetaspaceDecoder>(std::move(replacement), scheme);
+    MetaspaceConfig m = parse_metaspace(j, where);
+    return std::make_unique<MetaspaceDecoder>(std::move(m.replacement), m.scheme);
   }
   if (type == "ByteFallback") return std::make_unique<ByteFallbackDecoder>();
   if (type == "Fuse") return std::make_unique<FuseDecoder>();

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "io/json_util.h"
 #include "tokenizer/byte_level.h"
+#include "tokenizer/metaspace.h"
 #include "tokenizer/pattern.h"
 #include "tokenizer/unicode.h"
 #include "tokenizer/unicode_class.h"
@@ -79,7 +80,6 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
   std::optional<Pattern> regex_;
 };
 
-enum class PrependScheme { Always, First, Never };
 
 class MetaspacePreTokenizer final : public PreTokenizer {
  public:
@@ -167,23 +167,8 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const nlohmann::json& j, const 
                                                    opt_bool(j, "use_regex", where).value_or(true), where);
   }
   if (type == "Metaspace") {
-    std::string replacement = opt_string(j, "replacement", where).value_or("\u2581");
-    if (replacement.empty()) fail("{}: field \"replacement\" must not be empty", where);
-    PrependScheme scheme = PrependScheme::Always;
-    if (auto s = opt_string(j, "prepend_scheme", where)) {
-      if (*s == "always") {
-        scheme = PrependScheme::Always;
-      } else if (*s == "first") {
-        scheme = PrependScheme::First;
-      } else if (*s == "never") {
-        scheme = PrependScheme::Never;
-      } else {
-        fail("{}: field \"prepend_scheme\" must be always, first or never, got \"{}\"", where, *s);
-      }
-    } else if (opt_bool(j, "add_prefix_space", where) == false) {
-      scheme = PrependScheme::Never;  // legacy files
-    }
-    return std::make_unique<MetaspacePreTokenizer>(std::move(replacement), scheme,
+    MetaspaceConfig m = parse_metaspace(j, where);
+    return std::make_unique<MetaspacePreTokenizer>(std::move(m.replacement), m.scheme,
                                                    opt_bool(j, "split", where).value_or(true));
   }
   if (type == "Digits")

@@ -5,36 +5,16 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
-#include <filesystem>
 #include <random>
 
 #include "adapters/adapter_runtime.h"
 #include "io/safetensors.h"
 #include "model/decoder.h"
+#include "model/reference_cases.h"
 #include "test_support.h"
 
 namespace bidora {
 namespace {
-
-TokenBatch reference_batch(const std::string& name) {
-  const std::string path = test::reference_dir() + "/model/cases/" + name + ".safetensors";
-  if (!std::filesystem::exists(path)) throw std::runtime_error("missing " + path + ": run tests/reference/generate.sh");
-  SafetensorsFile f(path);
-  auto i32 = [&](const char* key) {
-    const TensorView& t = f.get(key);
-    std::vector<int32_t> v(t.numel());
-    std::memcpy(v.data(), t.data, t.nbytes);
-    return v;
-  };
-  TokenBatch b;
-  b.rows = f.get("input_ids").shape[0];
-  b.seq_len = f.get("input_ids").shape[1];
-  b.input_ids = i32("input_ids");
-  b.position_ids = i32("position_ids");
-  b.labels = i32("labels");
-  return b;
-}
 
 struct Case {
   const char* model;
@@ -48,14 +28,14 @@ class DecoderWithAdapters : public ::testing::TestWithParam<Case> {};
 
 TEST_P(DecoderWithAdapters, ParameterGradientsMatchFiniteDifferences) {
   const Case c = GetParam();
-  auto w = ModelWeights::load(test::reference_dir() + "/model/models/" + c.model, LoadOptions(c.storage));
+  auto w = ModelWeights::load(test::reference_model_dir(c.model), LoadOptions(c.storage));
   AdapterConfig cfg;
   cfg.method = c.method;
   cfg.r = 4;
   cfg.alpha = 8;
   cfg.use_rslora = c.rslora;
   cfg.dropout = c.dropout;
-  cfg.targets = {LinearKind::Q, LinearKind::K, LinearKind::V, LinearKind::O,
+  cfg.targets = {LinearKind::Q,    LinearKind::K,  LinearKind::V,   LinearKind::O,
                  LinearKind::Gate, LinearKind::Up, LinearKind::Down};
   AdapterSet set(cfg, w->layers(), 17);
   // B = 0 after PEFT init makes dA vanish; give every factor random values so each gradient
@@ -70,7 +50,7 @@ TEST_P(DecoderWithAdapters, ParameterGradientsMatchFiniteDifferences) {
   runtime.set_mode({.training = true, .dropout = {.seed = 3, .step = 1, .row0 = 0}});
   Decoder dec(*w);
   dec.set_adapters(&runtime);
-  const TokenBatch b = reference_batch(c.model);
+  const TokenBatch b = test::reference_batch(c.model);
 
   for (LoraLayer* l : set.all()) l->zero_grad();
   const LossSums trained = dec.forward_backward(b, 1.0f);
@@ -113,7 +93,8 @@ TEST_P(DecoderWithAdapters, ParameterGradientsMatchFiniteDifferences) {
         const bool exact = !l->dora() || std::string(t.name) == "m";
         if (exact) {
           EXPECT_NEAR((*t.grad)[i], fd, 3e-3 * gmax + 1e-4)
-              << c.model << " layer " << l->layer() << " " << linear_name(l->kind()) << " " << t.name << "[" << i << "]";
+              << c.model << " layer " << l->layer() << " " << linear_name(l->kind()) << " " << t.name << "["
+              << i << "]";
         }
       }
     }

@@ -37,7 +37,8 @@ void expect_error(const std::string& path, const std::vector<std::string>& fragm
   } catch (const Error& e) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find(path), std::string::npos) << msg;
-    for (const auto& frag : fragments) EXPECT_NE(msg.find(frag), std::string::npos) << "'" << frag << "' not in: " << msg;
+    for (const auto& frag : fragments)
+      EXPECT_NE(msg.find(frag), std::string::npos) << "'" << frag << "' not in: " << msg;
   }
 }
 
@@ -55,10 +56,11 @@ TEST(Safetensors, WriterMatchesReferenceLayout) {
   EXPECT_EQ(n % 8, 0u);
   const std::string header = s.substr(8, n);
   // Compact JSON, metadata first, then dtype order F32 > BF16 > U8 (descending enum order).
-  EXPECT_EQ(header.substr(0, header.find_last_not_of(' ') + 1),
-            R"({"__metadata__":{"format":"pt"},"b.weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},)"
-            R"("c.half":{"dtype":"BF16","shape":[2],"data_offsets":[24,28]},)"
-            R"("a.mask":{"dtype":"U8","shape":[3],"data_offsets":[28,31]}})");
+  EXPECT_EQ(
+      header.substr(0, header.find_last_not_of(' ') + 1),
+      R"({"__metadata__":{"format":"pt"},"b.weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},)"
+      R"("c.half":{"dtype":"BF16","shape":[2],"data_offsets":[24,28]},)"
+      R"("a.mask":{"dtype":"U8","shape":[3],"data_offsets":[28,31]}})");
   EXPECT_EQ(s.size(), 8 + n + 31);
 }
 
@@ -105,25 +107,34 @@ TEST(Safetensors, RejectsMalformedFiles) {
   expect_error(write_raw(dir, "array", with_header("[1,2]", 0)), {"JSON object"});
   expect_error(write_raw(dir, "trunc", with_header("{" + ok_entry + "}", 4)), {"'w'", "past the end"});
   expect_error(write_raw(dir, "trailing", with_header("{" + ok_entry + "}", 12)), {"trailing"});
-  expect_error(write_raw(dir, "dtype", with_header(R"({"w":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}})", 8)),
-               {"'w'", "unsupported dtype 'Q4'"});
-  expect_error(write_raw(dir, "size", with_header(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8)),
-               {"'w'", "12 bytes"});
-  expect_error(write_raw(dir, "neg", with_header(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8)),
-               {"'w'", "non-negative"});
-  expect_error(write_raw(dir, "order", with_header(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", 8)),
-               {"'w'", "end"});
-  expect_error(write_raw(dir, "hole", with_header(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8)),
-               {"'w'", "hole"});
-  expect_error(write_raw(dir, "overlap", with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                                                     R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
-                                                     8)),
+  expect_error(
+      write_raw(dir, "dtype", with_header(R"({"w":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}})", 8)),
+      {"'w'", "unsupported dtype 'Q4'"});
+  expect_error(
+      write_raw(dir, "size", with_header(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8)),
+      {"'w'", "12 bytes"});
+  expect_error(
+      write_raw(dir, "neg", with_header(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8)),
+      {"'w'", "non-negative"});
+  expect_error(
+      write_raw(dir, "order", with_header(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", 8)),
+      {"'w'", "end"});
+  expect_error(
+      write_raw(dir, "hole", with_header(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8)),
+      {"'w'", "hole"});
+  expect_error(write_raw(dir, "overlap",
+                         with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                                     R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                                     8)),
                {"overlap"});
   expect_error(write_raw(dir, "dup", with_header("{" + ok_entry + "," + ok_entry + "}", 8)), {"'w' twice"});
-  expect_error(write_raw(dir, "missing", with_header(R"({"w":{"dtype":"F32","shape":[2]}})", 8)), {"data_offsets"});
-  expect_error(write_raw(dir, "bigshape",
-                         with_header(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", 8)),
-               {"'w'"});
+  expect_error(write_raw(dir, "missing", with_header(R"({"w":{"dtype":"F32","shape":[2]}})", 8)),
+               {"data_offsets"});
+  expect_error(
+      write_raw(
+          dir, "bigshape",
+          with_header(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", 8)),
+      {"'w'"});
   expect_error(write_raw(dir, "meta", with_header(R"({"__metadata__":{"a":1}})", 0)), {"__metadata__"});
   expect_error(dir + "/does-not-exist", {"cannot open"});
 }

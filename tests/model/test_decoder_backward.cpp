@@ -5,14 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
-#include <filesystem>
 #include <map>
 #include <random>
 
 #include "core/backend.h"
 #include "io/safetensors.h"
 #include "model/decoder.h"
+#include "model/reference_cases.h"
 #include "test_support.h"
 
 namespace bidora {
@@ -37,13 +36,16 @@ class DenseDelta final : public LinearAdapters {
     for (auto& v : P.p) v = nd(rng);
     P.grad.assign(P.p.size(), 0.0f);
   }
-  bool adapted(int64_t layer, LinearKind k) const override { return params.count({layer, static_cast<int>(k)}) > 0; }
-  void forward(int64_t layer, LinearKind k, const FrozenMatrix&, const float* x, int64_t n, float* y) override {
+  bool adapted(int64_t layer, LinearKind k) const override {
+    return params.count({layer, static_cast<int>(k)}) > 0;
+  }
+  void forward(int64_t layer, LinearKind k, const FrozenMatrix&, const float* x, int64_t n,
+               float* y) override {
     const Param& P = params.at({layer, static_cast<int>(k)});
     sgemm(false, true, n, P.out, P.in, 1.0f, x, P.in, P.p.data(), P.in, 1.0f, y, P.out);
   }
-  void backward(int64_t layer, LinearKind k, const FrozenMatrix& W, const float* x, const float* dy, int64_t n,
-                float* dx) override {
+  void backward(int64_t layer, LinearKind k, const FrozenMatrix& W, const float* x, const float* dy,
+                int64_t n, float* dx) override {
     Param& P = params.at({layer, static_cast<int>(k)});
     WeightTile tile;
     linear_backward_input(dy, n, W, dx, 0.0f, tile);
@@ -52,31 +54,12 @@ class DenseDelta final : public LinearAdapters {
   }
 };
 
-TokenBatch load_batch(const std::string& name) {
-  const std::string path = test::reference_dir() + "/model/cases/" + name + ".safetensors";
-  if (!std::filesystem::exists(path)) throw std::runtime_error("missing reference " + path + ": run tests/reference/generate.sh");
-  SafetensorsFile f(path);
-  auto i32 = [&](const char* key) {
-    const TensorView& t = f.get(key);
-    std::vector<int32_t> v(t.numel());
-    std::memcpy(v.data(), t.data, t.nbytes);
-    return v;
-  };
-  TokenBatch b;
-  b.rows = f.get("input_ids").shape[0];
-  b.seq_len = f.get("input_ids").shape[1];
-  b.input_ids = i32("input_ids");
-  b.position_ids = i32("position_ids");
-  b.labels = i32("labels");
-  return b;
-}
-
 class DecoderBackward : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(DecoderBackward, AdapterGradientsMatchFiniteDifferences) {
   const std::string name = GetParam();
-  auto w = ModelWeights::load(test::reference_dir() + "/model/models/" + name, LoadOptions(WeightStorage::F32));
-  const TokenBatch b = load_batch(name);
+  auto w = ModelWeights::load(test::reference_model_dir(name), LoadOptions(WeightStorage::F32));
+  const TokenBatch b = test::reference_batch(name);
   DenseDelta delta;
   // Deltas in the first layer (their gradient crosses every layer) and in the last one.
   const int64_t last = w->config().num_layers - 1;
@@ -99,13 +82,15 @@ TEST_P(DecoderBackward, AdapterGradientsMatchFiniteDifferences) {
   for (auto& [key, P] : delta.params) {
     float gmax = 0;
     for (float g : P.grad) gmax = std::max(gmax, std::abs(g));
-    ASSERT_GT(gmax, 0.0f) << "no gradient reached layer " << key.first << " " << linear_name(LinearKind(key.second));
+    ASSERT_GT(gmax, 0.0f) << "no gradient reached layer " << key.first << " "
+                          << linear_name(LinearKind(key.second));
     std::uniform_int_distribution<size_t> pick(0, P.p.size() - 1);
     for (int trial = 0; trial < 6; ++trial) {
-      const size_t i = trial == 0 ? std::max_element(P.grad.begin(), P.grad.end(), [](float a, float c) {
-                                      return std::abs(a) < std::abs(c);
-                                    }) - P.grad.begin()
-                                  : pick(rng);
+      const size_t i = trial == 0
+                           ? std::max_element(P.grad.begin(), P.grad.end(),
+                                              [](float a, float c) { return std::abs(a) < std::abs(c); }) -
+                                 P.grad.begin()
+                           : pick(rng);
       const float saved = P.p[i], eps = 2e-3f;
       P.p[i] = saved + eps;
       const double up = dec.loss(b).sum;
@@ -121,8 +106,8 @@ TEST_P(DecoderBackward, AdapterGradientsMatchFiniteDifferences) {
 
 TEST_P(DecoderBackward, GradScaleScalesGradientsAndAccumulates) {
   const std::string name = GetParam();
-  auto w = ModelWeights::load(test::reference_dir() + "/model/models/" + name, LoadOptions(WeightStorage::F32));
-  const TokenBatch b = load_batch(name);
+  auto w = ModelWeights::load(test::reference_model_dir(name), LoadOptions(WeightStorage::F32));
+  const TokenBatch b = test::reference_batch(name);
   DenseDelta delta;
   delta.add(*w, 0, LinearKind::Up, 9);
   Decoder dec(*w);
@@ -131,12 +116,13 @@ TEST_P(DecoderBackward, GradScaleScalesGradientsAndAccumulates) {
   const std::vector<float> once = delta.params.begin()->second.grad;
   dec.forward_backward(b, 0.5f);  // accumulates on top: 1.5× in total
   const std::vector<float>& twice = delta.params.begin()->second.grad;
-  for (size_t i = 0; i < once.size(); ++i) ASSERT_NEAR(twice[i], 1.5f * once[i], 1e-5f * (1 + std::abs(once[i])));
+  for (size_t i = 0; i < once.size(); ++i)
+    ASSERT_NEAR(twice[i], 1.5f * once[i], 1e-5f * (1 + std::abs(once[i])));
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, DecoderBackward,
-                         ::testing::Values("llama_bias_linear_rope_f32", "qwen3_headdim_f32", "mistral_window_f16",
-                                           "qwen2_tied_sharded_f32"),
+                         ::testing::Values("llama_bias_linear_rope_f32", "qwen3_headdim_f32",
+                                           "mistral_window_f16", "qwen2_tied_sharded_f32"),
                          [](const auto& info) { return std::string(info.param); });
 
 }  // namespace

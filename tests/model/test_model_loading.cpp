@@ -21,11 +21,11 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 json tiny_config() {
-  return json{{"model_type", "llama"},      {"architectures", {"LlamaForCausalLM"}},
-              {"hidden_size", 16},          {"intermediate_size", 24},
-              {"num_hidden_layers", 1},     {"num_attention_heads", 2},
-              {"num_key_value_heads", 1},   {"vocab_size", 40},
-              {"rms_norm_eps", 1e-5},       {"tie_word_embeddings", false}};
+  return json{{"model_type", "llama"},    {"architectures", {"LlamaForCausalLM"}},
+              {"hidden_size", 16},        {"intermediate_size", 24},
+              {"num_hidden_layers", 1},   {"num_attention_heads", 2},
+              {"num_key_value_heads", 1}, {"vocab_size", 40},
+              {"rms_norm_eps", 1e-5},     {"tie_word_embeddings", false}};
 }
 
 // Writes config.json and a model.safetensors with all tensors the config needs.
@@ -71,7 +71,8 @@ void expect_load_error(const std::string& dir, const std::vector<std::string>& f
     FAIL() << "expected an error loading " << dir;
   } catch (const Error& e) {
     const std::string msg = e.what();
-    for (const auto& f : fragments) EXPECT_NE(msg.find(f), std::string::npos) << "'" << f << "' not in: " << msg;
+    for (const auto& f : fragments)
+      EXPECT_NE(msg.find(f), std::string::npos) << "'" << f << "' not in: " << msg;
   }
 }
 
@@ -111,9 +112,9 @@ TEST(ModelConfig, DefaultsAndSpellings) {
 }
 
 TEST(ModelConfig, ParameterCountOfQwen25_05B) {
-  json j{{"model_type", "qwen2"},       {"hidden_size", 896},          {"intermediate_size", 4864},
-         {"num_hidden_layers", 24},     {"num_attention_heads", 14},   {"num_key_value_heads", 2},
-         {"vocab_size", 151936},        {"tie_word_embeddings", true}};
+  json j{{"model_type", "qwen2"},   {"hidden_size", 896},         {"intermediate_size", 4864},
+         {"num_hidden_layers", 24}, {"num_attention_heads", 14},  {"num_key_value_heads", 2},
+         {"vocab_size", 151936},    {"tie_word_embeddings", true}};
   EXPECT_EQ(ModelConfig::from_json(j, "q").num_parameters(), 494032768);
 }
 
@@ -192,7 +193,8 @@ TEST(ModelLoading, BrokenCheckpointsNameFileAndTensor) {
 
   const std::string shape = root + "/wrong-shape";
   write_tiny_model(shape, tiny_config(), "", "model.layers.0.self_attn.k_proj.weight");
-  expect_load_error(shape, {"model.safetensors", "model.layers.0.self_attn.k_proj.weight", "[8, 17]", "[8, 16]"});
+  expect_load_error(shape,
+                    {"model.safetensors", "model.layers.0.self_attn.k_proj.weight", "[8, 17]", "[8, 16]"});
 
   const std::string trunc = root + "/truncated";
   write_tiny_model(trunc, tiny_config());

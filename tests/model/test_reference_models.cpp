@@ -10,6 +10,7 @@
 
 #include "io/safetensors.h"
 #include "model/decoder.h"
+#include "model/reference_cases.h"
 #include "test_support.h"
 
 namespace bidora {
@@ -30,27 +31,12 @@ struct Case {
   bool has(const std::string& key) const { return ref->find(key) != nullptr; }
 };
 
-std::vector<int32_t> i32(const TensorView& t) {
-  std::vector<int32_t> v(t.numel());
-  std::memcpy(v.data(), t.data, t.nbytes);
-  return v;
-}
-
 Case load_case(const std::string& name) {
   Case c;
   c.name = name;
-  const std::string dir = test::reference_dir() + "/model";
-  c.model_dir = dir + "/models/" + name;
-  const std::string path = dir + "/cases/" + name + ".safetensors";
-  if (!std::filesystem::exists(path))
-    throw std::runtime_error("missing reference " + path + ": run tests/reference/generate.sh (scripts/test.sh does)");
-  c.ref = std::make_unique<SafetensorsFile>(path);
-  const TensorView& ids = c.ref->get("input_ids");
-  c.batch.rows = ids.shape[0];
-  c.batch.seq_len = ids.shape[1];
-  c.batch.input_ids = i32(ids);
-  c.batch.position_ids = i32(c.ref->get("position_ids"));
-  c.batch.labels = i32(c.ref->get("labels"));
+  c.model_dir = test::reference_model_dir(name);
+  c.ref = std::make_unique<SafetensorsFile>(test::reference_case_path(name));
+  c.batch = test::reference_batch(*c.ref);
   return c;
 }
 
@@ -61,9 +47,9 @@ float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return m;
 }
 
-const char* kCases[] = {"llama_f32",         "llama_bias_linear_rope_f32", "llama3_rope_params_bf16",
-                        "qwen2_tied_sharded_f32", "qwen2_yarn_bf16",       "qwen3_headdim_f32",
-                        "mistral_window_f16"};
+const char* kCases[] = {
+    "llama_f32",       "llama_bias_linear_rope_f32", "llama3_rope_params_bf16", "qwen2_tied_sharded_f32",
+    "qwen2_yarn_bf16", "qwen3_headdim_f32",          "mistral_window_f16"};
 
 class ReferenceModel : public ::testing::TestWithParam<const char*> {};
 
@@ -113,7 +99,8 @@ TEST_P(ReferenceModel, QuantisedStorageMatchesPyTorch) {
     Decoder dec(*w);
     const auto logits = dec.logits(c.batch);
     const float vs_reference = max_abs_diff(logits, c.f32(key));
-    RecordProperty(std::string(storage_name(storage)) + "_max_abs_error_vs_reference", std::to_string(vs_reference));
+    RecordProperty(std::string(storage_name(storage)) + "_max_abs_error_vs_reference",
+                   std::to_string(vs_reference));
     EXPECT_LT(vs_reference, 2e-4f) << c.name << " " << storage_name(storage);
     // Relative RMS error of the logits against the unquantised model.
     double num = 0, den = 0;
