@@ -90,7 +90,6 @@ class ByteLevelDecoder final : public Decoder {
   }
 };
 
-
 class MetaspaceDecoder final : public Decoder {
  public:
   MetaspaceDecoder(std::string replacement, PrependScheme scheme)

@@ -80,7 +80,6 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
   std::optional<Pattern> regex_;
 };
 
-
 class MetaspacePreTokenizer final : public PreTokenizer {
  public:
   MetaspacePreTokenizer(std::string replacement, PrependScheme scheme, bool split)
