@@ -24,8 +24,8 @@ void AdapterConfig::validate(const std::string& source) const {
   BIDORA_CHECK(!targets.empty(), "{}: target_modules must name at least one module", source);
 }
 
-const char* method_name(AdapterMethod m) {
-  return m == AdapterMethod::DoRA ? "dora" : "lora";
+const char* method_name(LoraVariant m) {
+  return m == LoraVariant::DoRA ? "dora" : "lora";
 }
 
 std::optional<LinearKind> linear_kind_from_name(std::string_view name) {

@@ -10,12 +10,12 @@
 
 namespace bidora {
 
-enum class AdapterMethod { LoRA, DoRA };
+enum class LoraVariant { LoRA, DoRA };
 // PEFT init_lora_weights: true (kaiming-uniform A, B = 0) or "gaussian" (A ~ N(0, 1/r²), B = 0).
 enum class AdapterInit { KaimingUniform, Gaussian };
 
 struct AdapterConfig {
-  AdapterMethod method = AdapterMethod::LoRA;
+  LoraVariant method = LoraVariant::LoRA;
   int64_t r = 8;
   double alpha = 16;
   double dropout = 0.0;
@@ -30,7 +30,7 @@ struct AdapterConfig {
   void validate(const std::string& source = "adapter config") const;
 };
 
-const char* method_name(AdapterMethod m);                                // "lora", "dora"
+const char* method_name(LoraVariant m);                                // "lora", "dora"
 std::optional<LinearKind> linear_kind_from_name(std::string_view name);  // "q_proj" -> Q
 
 }  // namespace bidora

@@ -66,7 +66,7 @@ LoraLayer::LoraLayer(const AdapterConfig& cfg, const FrozenMatrix& W, int64_t la
       r_(cfg.r),
       scaling_(static_cast<float>(cfg.scaling())),
       p_(static_cast<float>(cfg.dropout)),
-      dora_(cfg.method == AdapterMethod::DoRA) {
+      dora_(cfg.method == LoraVariant::DoRA) {
   cfg.validate();
   BIDORA_CHECK(!W.empty(), "LoRA layer {} {}: the frozen weight is empty", layer, linear_name(kind));
   A.assign(r_ * in_, 0.0f);

@@ -109,7 +109,7 @@ std::string adapter_config_json(const AdapterConfig& cfg, const std::string& bas
   j["revision"] = nullptr;
   j["target_modules"] = sorted_target_names(cfg);
   j["task_type"] = "CAUSAL_LM";
-  j["use_dora"] = cfg.method == AdapterMethod::DoRA;
+  j["use_dora"] = cfg.method == LoraVariant::DoRA;
   j["use_rslora"] = cfg.use_rslora;
   return j.dump(2, ' ', /*ensure_ascii=*/true);
 }
@@ -126,7 +126,7 @@ AdapterConfig parse_adapter_config(const std::string& text, const std::string& s
   cfg.dropout = json_util::opt_number(j, "lora_dropout", source).value_or(0.0);
   cfg.use_rslora = json_util::opt_bool(j, "use_rslora", source).value_or(false);
   cfg.method =
-      json_util::opt_bool(j, "use_dora", source).value_or(false) ? AdapterMethod::DoRA : AdapterMethod::LoRA;
+      json_util::opt_bool(j, "use_dora", source).value_or(false) ? LoraVariant::DoRA : LoraVariant::LoRA;
   if (auto it = j.find("init_lora_weights"); it != j.end() && it->is_string() && *it == "gaussian")
     cfg.init = AdapterInit::Gaussian;
   // Absent target_modules: PEFT's default for llama/mistral/qwen2/qwen3 (the AdapterConfig default).

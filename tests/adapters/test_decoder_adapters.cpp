@@ -18,7 +18,7 @@ namespace {
 
 struct Case {
   const char* model;
-  AdapterMethod method;
+  LoraVariant method;
   bool rslora;
   double dropout;
   WeightStorage storage;
@@ -103,14 +103,14 @@ TEST_P(DecoderWithAdapters, ParameterGradientsMatchFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(
     Methods, DecoderWithAdapters,
-    ::testing::Values(Case{"qwen3_headdim_f32", AdapterMethod::LoRA, true, 0.0, WeightStorage::F32},
-                      Case{"llama_bias_linear_rope_f32", AdapterMethod::LoRA, false, 0.1, WeightStorage::F32},
-                      Case{"mistral_window_f16", AdapterMethod::DoRA, false, 0.0, WeightStorage::F32},
-                      Case{"qwen2_tied_sharded_f32", AdapterMethod::DoRA, true, 0.1, WeightStorage::F32},
-                      Case{"llama_f32", AdapterMethod::LoRA, false, 0.0, WeightStorage::NF4}),
+    ::testing::Values(Case{"qwen3_headdim_f32", LoraVariant::LoRA, true, 0.0, WeightStorage::F32},
+                      Case{"llama_bias_linear_rope_f32", LoraVariant::LoRA, false, 0.1, WeightStorage::F32},
+                      Case{"mistral_window_f16", LoraVariant::DoRA, false, 0.0, WeightStorage::F32},
+                      Case{"qwen2_tied_sharded_f32", LoraVariant::DoRA, true, 0.1, WeightStorage::F32},
+                      Case{"llama_f32", LoraVariant::LoRA, false, 0.0, WeightStorage::NF4}),
     [](const auto& info) {
       const Case& c = info.param;
-      return std::string(c.model) + (c.method == AdapterMethod::DoRA ? "_dora" : "_lora") +
+      return std::string(c.model) + (c.method == LoraVariant::DoRA ? "_dora" : "_lora") +
              (c.dropout > 0 ? "_dropout" : "") + "_" + storage_name(c.storage);
     });
 

@@ -34,7 +34,7 @@ struct Setup {
 
 std::unique_ptr<Setup> make_setup(Variant v, double dropout, WeightStorage storage, int64_t layer_index = 2) {
   auto s = std::make_unique<Setup>();
-  s->cfg.method = v == Variant::DoRA ? AdapterMethod::DoRA : AdapterMethod::LoRA;
+  s->cfg.method = v == Variant::DoRA ? LoraVariant::DoRA : LoraVariant::LoRA;
   s->cfg.use_rslora = v == Variant::RsLoRA;
   s->cfg.r = 4;
   s->cfg.alpha = 8;
@@ -168,7 +168,7 @@ TEST(LoraLayer, ScalingFollowsPeft) {
 TEST(LoraLayer, KaimingInitIsPeftDistributionAndStartsAsIdentity) {
   AdapterConfig c;
   c.r = 8;
-  c.method = AdapterMethod::DoRA;
+  c.method = LoraVariant::DoRA;
   const int64_t in = 256, out = 40;
   const auto w = test::random_vec(out * in, 3);
   FrozenMatrix W = FrozenMatrix::from_f32(w, out, in, WeightStorage::F32);

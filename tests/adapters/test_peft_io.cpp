@@ -49,7 +49,7 @@ std::vector<LayerWeights> small_model(WeightStorage st = WeightStorage::BF16) {
   return layers;
 }
 
-AdapterConfig all_linear(AdapterMethod m) {
+AdapterConfig all_linear(LoraVariant m) {
   AdapterConfig c;
   c.method = m;
   c.r = 4;
@@ -112,10 +112,10 @@ class PeftIo : public ::testing::Test {
 };
 
 TEST_F(PeftIo, RoundTripLoraAndDora) {
-  for (AdapterMethod m : {AdapterMethod::LoRA, AdapterMethod::DoRA}) {
+  for (LoraVariant m : {LoraVariant::LoRA, LoraVariant::DoRA}) {
     AdapterSet set(all_linear(m), layers, 42);
     perturb(set);
-    write_peft_adapter(m == AdapterMethod::DoRA ? dir + "/" : dir, set, "org/tiny");
+    write_peft_adapter(m == LoraVariant::DoRA ? dir + "/" : dir, set, "org/tiny");
     const AdapterSet back = read_peft_adapter(dir, layers);
     EXPECT_EQ(back.config().method, m);
     EXPECT_EQ(back.config().r, 4);
@@ -132,13 +132,13 @@ TEST_F(PeftIo, RoundTripLoraAndDora) {
     // The file holds exactly the PEFT keys and shapes, F32, metadata {"format": "pt"}.
     const SafetensorsFile st(dir + "/adapter_model.safetensors");
     EXPECT_EQ(st.metadata(), (std::map<std::string, std::string>{{"format", "pt"}}));
-    EXPECT_EQ(st.tensors().size(), m == AdapterMethod::DoRA ? 42u : 28u);
+    EXPECT_EQ(st.tensors().size(), m == LoraVariant::DoRA ? 42u : 28u);
     const TensorView& a = st.get("base_model.model.model.layers.1.mlp.down_proj.lora_A.weight");
     EXPECT_EQ(a.shape, (std::vector<int64_t>{4, 48}));
     EXPECT_EQ(a.dtype, DType::F32);
     EXPECT_EQ(st.get("base_model.model.model.layers.0.self_attn.k_proj.lora_B.weight").shape,
               (std::vector<int64_t>{16, 4}));
-    if (m == AdapterMethod::DoRA) {
+    if (m == LoraVariant::DoRA) {
       EXPECT_EQ(st.get("base_model.model.model.layers.0.self_attn.v_proj.lora_magnitude_vector").shape,
                 (std::vector<int64_t>{16}));
     }
@@ -150,7 +150,7 @@ TEST_F(PeftIo, RoundTripLoraAndDora) {
 }
 
 TEST_F(PeftIo, ConfigHasCoreKeysSortedWithoutTrailingNewline) {
-  AdapterConfig c = all_linear(AdapterMethod::LoRA);
+  AdapterConfig c = all_linear(LoraVariant::LoRA);
   c.alpha = 16;
   c.init = AdapterInit::Gaussian;
   const std::string text = adapter_config_json(c, "x/y");
@@ -172,7 +172,7 @@ TEST_F(PeftIo, ConfigHasCoreKeysSortedWithoutTrailingNewline) {
 }
 
 TEST_F(PeftIo, AcceptsBf16F16AndDefaultSuffix) {
-  AdapterSet set(all_linear(AdapterMethod::DoRA), layers, 1);
+  AdapterSet set(all_linear(LoraVariant::DoRA), layers, 1);
   perturb(set);
   write_peft_adapter(dir, set, "m");
   RawMap raw = read_raw(dir + "/adapter_model.safetensors"), edited;
@@ -206,7 +206,7 @@ TEST_F(PeftIo, AcceptsBf16F16AndDefaultSuffix) {
 }
 
 TEST_F(PeftIo, MalformedAdaptersGivePreciseErrors) {
-  AdapterConfig c = all_linear(AdapterMethod::DoRA);
+  AdapterConfig c = all_linear(LoraVariant::DoRA);
   c.targets = {LinearKind::Q, LinearKind::V};
   AdapterSet set(c, layers, 1);
   write_peft_adapter(dir, set, "m");

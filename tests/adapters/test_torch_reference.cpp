@@ -44,7 +44,7 @@ TEST_P(TorchReference, ForwardAndGradientsMatchAutograd) {
   cfg.r = std::stoll(ref.metadata().at("r"));
   cfg.alpha = std::stod(ref.metadata().at("alpha"));
   cfg.use_rslora = ref.metadata().at("use_rslora") == "true";
-  cfg.method = ref.metadata().at("use_dora") == "true" ? AdapterMethod::DoRA : AdapterMethod::LoRA;
+  cfg.method = ref.metadata().at("use_dora") == "true" ? LoraVariant::DoRA : LoraVariant::LoRA;
   const FrozenMatrix W = FrozenMatrix::from_f32(f32(ref, "W"), out, in, WeightStorage::F32);
   WeightTile tile;
   AdapterScratch scratch;
@@ -94,7 +94,7 @@ TEST(PeftReference, ReadsPeftStyleDirectory) {
   const std::string dir = adapters_ref_dir();
   const auto layers = peft_base_layers(dir);
   const AdapterSet set = read_peft_adapter(dir + "/peft_dir", layers);
-  EXPECT_EQ(set.config().method, AdapterMethod::DoRA);
+  EXPECT_EQ(set.config().method, LoraVariant::DoRA);
   EXPECT_EQ(set.config().r, 4);
   EXPECT_DOUBLE_EQ(set.config().alpha, 8.0);
   EXPECT_DOUBLE_EQ(set.config().dropout, 0.05);
@@ -113,7 +113,7 @@ TEST(PeftReference, ReadsPeftStyleDirectory) {
 // Our adapter_config.json is byte-identical to Python's json.dumps(indent=2, sort_keys=True).
 TEST(PeftReference, ConfigTextMatchesPythonJsonDumps) {
   AdapterConfig cfg;
-  cfg.method = AdapterMethod::DoRA;
+  cfg.method = LoraVariant::DoRA;
   cfg.r = 16;
   cfg.alpha = 32;
   cfg.dropout = 0.05;
