@@ -7,7 +7,7 @@ The files are committed; this script documents how they were made (pure Python, 
     special tokens), with merges learned from examples/data/*.jsonl by plain byte-pair counting.
   * tokenizer_config.json: ChatML template (as Qwen2.5's, without tools), eos <|im_end|>.
   * config.json + model.safetensors: qwen2, hidden 64, 2 layers, bf16 weights drawn as HF
-    initialises them (normal, std 0.02; norms 1), tied embeddings.
+    initialises them (normal, std 0.02; norms 1), except the tied embeddings (std 0.18).
 Usage: scripts/make-example-model.py [OUTDIR]
 """
 import json
@@ -170,16 +170,19 @@ def main():
     H, I, L, hd = 64, 192, 2, 16
     q, kv = 4 * hd, 2 * hd
 
-    def normal(shape):
+    def normal(shape, std=0.02):
         n = 1
         for d in shape:
             n *= d
-        return shape, bf16_bytes(rng.gauss(0, 0.02) for _ in range(n))
+        return shape, bf16_bytes(rng.gauss(0, std) for _ in range(n))
 
     def ones(n):
         return [n], bf16_bytes([1.0] * n)
 
-    t = {"model.embed_tokens.weight": normal([vocab_size, H]), "model.norm.weight": ones(H)}
+    # Embeddings at the scale of trained models (row norm ~1.4), not of a fresh init: the head is
+    # tied and frozen, so with std 0.02 the logits could never leave ±1.3 and no adapter could
+    # lower the loss much.
+    t = {"model.embed_tokens.weight": normal([vocab_size, H], 0.18), "model.norm.weight": ones(H)}
     for l in range(L):
         p = f"model.layers.{l}."
         t[p + "input_layernorm.weight"] = ones(H)

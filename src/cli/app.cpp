@@ -22,6 +22,7 @@ int run(int argc, char** argv) {
   register_config(app);
   register_model_info(app);
   register_data_preview(app);
+  register_train(app);
 
   try {
     app.parse(argc, argv);

@@ -11,5 +11,6 @@ void register_list_models(CLI::App& app);
 void register_config(CLI::App& app);
 void register_model_info(CLI::App& app);
 void register_data_preview(CLI::App& app);
+void register_train(CLI::App& app);
 
 }  // namespace bidora::cli

@@ -1,0 +1,262 @@
+#include "train/trainer.h"
+
+#include <fmt/format.h>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "adapters/adapter_runtime.h"
+#include "adapters/peft_io.h"
+#include "core/backend.h"
+#include "core/error.h"
+#include "core/files.h"
+#include "data/batch.h"
+#include "data/dataset.h"
+#include "tokenizer/tokenizer.h"
+#include "train/optim_optimizer.h"
+#include "train/train_step.h"
+
+namespace bidora::train {
+namespace fs = std::filesystem;
+
+namespace {
+
+AdapterConfig adapter_config_from(const AdapterSection& a) {
+  if (a.method == AdapterMethod::BiDoRA)
+    fail("adapter.method = bidora is not available yet; use lora or dora");
+  AdapterConfig c;
+  c.method = a.method == AdapterMethod::DoRA ? LoraVariant::DoRA : LoraVariant::LoRA;
+  c.r = a.r;
+  c.alpha = a.alpha;
+  c.dropout = a.dropout;
+  c.use_rslora = a.use_rslora;
+  c.init = a.init == LoraInit::Gaussian ? AdapterInit::Gaussian : AdapterInit::KaimingUniform;
+  c.targets.clear();
+  for (const std::string& t : a.targets) {
+    auto k = linear_kind_from_name(t);
+    if (!k)
+      fail(
+          "adapter.targets: '{}' is not a linear layer of this model (q_proj, k_proj, v_proj, o_proj, "
+          "gate_proj, up_proj, down_proj)",
+          t);
+    c.targets.push_back(*k);
+  }
+  c.validate("adapter");
+  return c;
+}
+
+TokenBatch to_token_batch(const data::Batch& b) {
+  TokenBatch t;
+  t.rows = b.rows;
+  t.seq_len = b.seq_len;
+  t.input_ids = b.input_ids;
+  t.position_ids = b.position_ids;
+  t.labels = b.labels;
+  return t;
+}
+
+// Every row of `rows` in batches of batch_size, in order (evaluation needs no shuffling).
+std::vector<TokenBatch> batches_in_order(const std::vector<data::TokenizedExample>& examples,
+                                         const std::vector<data::Row>& rows, int64_t batch_size,
+                                         int32_t pad) {
+  std::vector<TokenBatch> out;
+  for (int64_t i = 0; i < static_cast<int64_t>(rows.size()); i += batch_size) {
+    std::vector<int64_t> idx;
+    for (int64_t j = i; j < std::min<int64_t>(i + batch_size, rows.size()); ++j) idx.push_back(j);
+    out.push_back(
+        to_token_batch(data::collate(examples, rows, idx, {.pad_id = pad, .pad_to_multiple_of = 1})));
+  }
+  return out;
+}
+
+// The files a user needs next to the adapter to run it: the tokenizer of the base model.
+void copy_tokenizer_files(const std::string& model_dir, const std::string& out_dir) {
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                           "generation_config.json", "chat_template.jinja"}) {
+    const fs::path src = fs::path(model_dir) / name;
+    if (fs::exists(src)) write_file_atomic((fs::path(out_dir) / name).string(), read_file(src.string()));
+  }
+}
+
+void write_model_card(const std::string& dir, const TrainConfig& cfg, const TrainResult& r) {
+  std::string card = fmt::format(
+      "# {} adapter for {}\n\nTrained with bidora.\n\n"
+      "- method: {}, r = {}, alpha = {}, dropout = {}, rsLoRA: {}\n- targets: {}\n"
+      "- data: {} ({} optimiser steps)\n- learning rate {} ({} schedule, {} warmup steps), batch {} x {} "
+      "accumulation\n"
+      "- final training loss {:.4f}{}\n\n"
+      "Load it with PEFT: `PeftModel.from_pretrained(base_model, \"{}\")`.\n",
+      to_string(cfg.adapter.method), cfg.model.name_or_path, to_string(cfg.adapter.method), cfg.adapter.r,
+      cfg.adapter.alpha, cfg.adapter.dropout, cfg.adapter.use_rslora ? "yes" : "no",
+      fmt::join(cfg.adapter.targets, ", "), cfg.data.train_file, r.steps, cfg.training.learning_rate,
+      to_string(cfg.training.lr_scheduler), cfg.training.warmup_steps, cfg.training.batch_size,
+      cfg.training.gradient_accumulation_steps, r.last_loss,
+      r.best_val_loss ? fmt::format(", best validation loss {:.4f}", *r.best_val_loss) : "", dir);
+  write_file_atomic((fs::path(dir) / "README.md").string(), card);
+}
+
+}  // namespace
+
+TrainResult run_training(const TrainConfig& cfg, WeightStorage storage,
+                         const std::function<void(const TrainLog&)>& on_log) {
+  validate(cfg);
+  if (auto missing = missing_for_training(cfg); !missing.empty())
+    fail("cannot train: {} not set", fmt::join(missing, ", "));
+  const fs::path out(cfg.output.dir);
+  if (fs::exists(out / "final_model" / "adapter_config.json") && !cfg.output.overwrite)
+    fail(
+        "{}: already holds a finished run (final_model/); pass --overwrite to replace it or choose another "
+        "--output",
+        out.string());
+  fs::create_directories(out);
+  if (cfg.hardware.threads > 0) set_num_threads(static_cast<int>(cfg.hardware.threads));
+
+  // Model and tokenizer.
+  auto weights = ModelWeights::load(cfg.model.name_or_path, LoadOptions(storage));
+  const Tokenizer tokenizer = Tokenizer::from_dir(weights->dir());
+  const data::TextCodec codec = data::codec_for(tokenizer);
+
+  // Data.
+  data::DataOptions dopt;
+  dopt.train_file = cfg.data.train_file;
+  dopt.val_file = cfg.data.val_file;
+  dopt.val_ratio = cfg.data.val_file.empty() ? cfg.data.val_split_ratio : 0.0;
+  dopt.max_samples = cfg.data.max_samples;
+  dopt.seed = static_cast<uint64_t>(cfg.training.seed);
+  dopt.max_seq_len = cfg.training.max_seq_len;
+  dopt.train_on_prompt = cfg.data.train_on_prompt;
+  dopt.bad_lines = cfg.data.skip_bad_lines ? data::BadLinePolicy::Skip : data::BadLinePolicy::Stop;
+  const data::TrainingData td = data::load_training_data(codec, dopt);
+  if (td.train.empty()) fail("{}: no training examples", cfg.data.train_file);
+  const std::vector<data::Row> train_rows =
+      data::make_rows(td.train, cfg.data.packing, cfg.training.max_seq_len);
+  const std::vector<int64_t> train_lengths = data::row_lengths(train_rows);
+  const std::vector<data::Row> val_rows = data::make_rows(td.val, false, cfg.training.max_seq_len);
+  const std::vector<TokenBatch> val_batches =
+      batches_in_order(td.val, val_rows, cfg.training.batch_size, codec.pad_id < 0 ? 0 : codec.pad_id);
+
+  // Step plan: an optimiser step per `accum` batches (a final partial group still steps, as HF).
+  const int64_t accum = cfg.training.gradient_accumulation_steps;
+  data::BatchPlanOptions plan;
+  plan.batch_size = cfg.training.batch_size;
+  plan.seed = static_cast<uint64_t>(cfg.training.seed);
+  const int64_t batches_per_epoch = static_cast<int64_t>(data::plan_epoch(train_lengths, plan, 0).size());
+  const int64_t steps_per_epoch = (batches_per_epoch + accum - 1) / accum;
+  const int64_t total_steps =
+      cfg.training.max_steps > 0 ? cfg.training.max_steps : steps_per_epoch * cfg.training.epochs;
+
+  // Adapters, optimiser, schedule.
+  AdapterSet adapters(adapter_config_from(cfg.adapter), weights->layers(),
+                      static_cast<uint64_t>(cfg.training.seed));
+  AdapterRuntime runtime(adapters);
+  Decoder decoder(*weights);
+  decoder.set_adapters(&runtime);
+  AdamWConfig ac;
+  ac.beta1 = cfg.training.adam_beta1;
+  ac.beta2 = cfg.training.adam_beta2;
+  ac.eps = cfg.training.adam_epsilon;
+  ac.weight_decay = cfg.training.weight_decay;
+  auto optimizer =
+      make_optimizer(cfg.training.optimizer == OptimizerKind::AdamW8bit ? "adamw_bnb_8bit" : "adamw_torch",
+                     adapter_params(adapters), ac);
+  LrSchedule schedule;
+  schedule.kind = cfg.training.lr_scheduler == LrScheduler::Linear   ? ScheduleKind::Linear
+                  : cfg.training.lr_scheduler == LrScheduler::Cosine ? ScheduleKind::Cosine
+                                                                     : ScheduleKind::ConstantWithWarmup;
+  schedule.base_lr = cfg.training.learning_rate;
+  schedule.warmup_steps = cfg.training.warmup_steps;
+  schedule.total_steps = total_steps;
+
+  auto evaluate = [&]() -> std::optional<double> {
+    if (val_batches.empty()) return std::nullopt;
+    runtime.set_mode({});  // eval: no dropout
+    LossSums total;
+    for (const TokenBatch& b : val_batches) {
+      const LossSums s = decoder.loss(b);
+      total.sum += s.sum;
+      total.count += s.count;
+    }
+    return total.count ? std::optional(total.mean()) : std::nullopt;
+  };
+
+  std::string metrics;
+  auto log = [&](const TrainLog& entry) {
+    nlohmann::ordered_json j{{"step", entry.step},
+                             {"epoch", entry.epoch},
+                             {"loss", entry.loss},
+                             {"grad_norm", entry.grad_norm},
+                             {"learning_rate", entry.lr},
+                             {"tokens_per_second", entry.tokens_per_second},
+                             {"elapsed_seconds", entry.elapsed_seconds}};
+    if (entry.val_loss) {
+      j["eval_loss"] = *entry.val_loss;
+      j["eval_perplexity"] = std::exp(*entry.val_loss);
+    }
+    metrics += j.dump() + "\n";
+    write_file_atomic((out / "metrics.jsonl").string(), metrics);
+    if (on_log) on_log(entry);
+  };
+
+  TrainResult result;
+  write_file_atomic((out / "config.yaml").string(), to_yaml(cfg));
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t step = 0, tokens_seen = 0, window_steps = 0;
+  double window_loss = 0;
+  const int64_t log_every = std::max<int64_t>(1, cfg.training.logging_steps);
+  const int64_t eval_every = cfg.training.eval_steps > 0 ? cfg.training.eval_steps : steps_per_epoch;
+  auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+
+  for (int64_t epoch = 0; step < total_steps; ++epoch) {
+    const auto epoch_batches = data::plan_epoch(train_lengths, plan, epoch);
+    for (size_t g = 0; g < epoch_batches.size() && step < total_steps; g += accum) {
+      std::vector<TokenBatch> micro;
+      for (size_t i = g; i < std::min(epoch_batches.size(), g + accum); ++i)
+        micro.push_back(to_token_batch(data::collate(td.train, train_rows, epoch_batches[i],
+                                                     {.pad_id = codec.pad_id < 0 ? 0 : codec.pad_id})));
+      StepOptions so;
+      so.step = step;
+      so.max_grad_norm = cfg.training.max_grad_norm;
+      so.seed = static_cast<uint64_t>(cfg.training.seed);
+      const StepResult r = train_step(decoder, runtime, micro, *optimizer, schedule, so);
+      for (const TokenBatch& b : micro) tokens_seen += b.tokens();  // processed, padding included
+      window_loss += r.loss;
+      ++window_steps;
+      ++step;
+      if (step == 1) result.first_loss = r.loss;
+      const bool eval_now = step % eval_every == 0 || step == total_steps;
+      if (step % log_every == 0 || eval_now) {
+        TrainLog e;
+        e.step = step;
+        e.total_steps = total_steps;
+        e.epoch = static_cast<double>(step) / steps_per_epoch;
+        e.loss = window_loss / window_steps;
+        e.grad_norm = r.grad_norm;
+        e.lr = r.lr;
+        e.elapsed_seconds = seconds();
+        e.tokens_per_second = tokens_seen / std::max(1e-9, e.elapsed_seconds);
+        if (eval_now) {
+          e.val_loss = evaluate();
+          if (e.val_loss && (!result.best_val_loss || *e.val_loss < *result.best_val_loss)) {
+            result.best_val_loss = e.val_loss;
+            write_peft_adapter((out / "best_model").string(), adapters, cfg.model.name_or_path);
+          }
+        }
+        result.last_loss = e.loss;
+        log(e);
+        window_loss = 0;
+        window_steps = 0;
+      }
+    }
+  }
+  result.steps = step;
+  result.tokens_per_second = static_cast<double>(tokens_seen) / std::max(1e-9, seconds());
+  const std::string final_dir = (out / "final_model").string();
+  write_peft_adapter(final_dir, adapters, cfg.model.name_or_path);
+  copy_tokenizer_files(weights->dir(), final_dir);
+  write_model_card(final_dir, cfg, result);
+  result.final_adapter_dir = final_dir;
+  return result;
+}
+
+}  // namespace bidora::train
