@@ -167,7 +167,7 @@ std::optional<FieldValue> parse_value(const FieldInfo& f, std::string_view raw, 
       int64_t v = 0;
       auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
       if (t.empty() || ec != std::errc() || p != t.data() + t.size()) return bad();
-      return FieldValue{v};
+      return std::optional<FieldValue>(std::in_place, std::in_place_type<int64_t>, v);
     }
     case FieldType::Float: {
       std::string_view t = text;
@@ -175,12 +175,14 @@ std::optional<FieldValue> parse_value(const FieldInfo& f, std::string_view raw, 
       double v = 0;
       auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
       if (t.empty() || ec != std::errc() || p != t.data() + t.size() || !std::isfinite(v)) return bad();
-      return FieldValue{v};
+      return std::optional<FieldValue>(std::in_place, std::in_place_type<double>, v);
     }
     case FieldType::Bool: {
       const std::string t = lower_snake(text);
-      if (t == "true" || t == "yes" || t == "on" || t == "1") return FieldValue{true};
-      if (t == "false" || t == "no" || t == "off" || t == "0") return FieldValue{false};
+      if (t == "true" || t == "yes" || t == "on" || t == "1")
+        return std::optional<FieldValue>(std::in_place, true);
+      if (t == "false" || t == "no" || t == "off" || t == "0")
+        return std::optional<FieldValue>(std::in_place, false);
       return bad();
     }
     case FieldType::String:
