@@ -8,9 +8,9 @@
 
 namespace bidora {
 
-std::vector<int32_t> attention_key_start(const int32_t* position_ids, int64_t rows, int64_t seq,
-                                         int64_t window) {
-  std::vector<int32_t> ks(rows * seq);
+void attention_key_start(const int32_t* position_ids, int64_t rows, int64_t seq, int64_t window,
+                         std::vector<int32_t>& ks) {
+  ks.resize(rows * seq);
   for (int64_t b = 0; b < rows; ++b) {
     int32_t doc = 0;
     for (int64_t t = 0; t < seq; ++t) {
@@ -20,6 +20,12 @@ std::vector<int32_t> attention_key_start(const int32_t* position_ids, int64_t ro
       ks[b * seq + t] = start;
     }
   }
+}
+
+std::vector<int32_t> attention_key_start(const int32_t* position_ids, int64_t rows, int64_t seq,
+                                         int64_t window) {
+  std::vector<int32_t> ks;
+  attention_key_start(position_ids, rows, seq, window, ks);
   return ks;
 }
 

@@ -28,7 +28,10 @@ void attention_backward(const float* q, const float* k, const float* v, const fl
                         float* dq, float* dk, float* dv);
 
 // key_start for one layer: documents start where position_ids restart at 0 (HF packing), and a
-// sliding window (if window > 0) limits keys to i - window < j. Returns [rows*seq].
+// sliding window (if window > 0) limits keys to i - window < j. Fills `out` with [rows*seq]
+// (reusing its storage: the decoder calls this for every layer of every pass).
+void attention_key_start(const int32_t* position_ids, int64_t rows, int64_t seq, int64_t window,
+                         std::vector<int32_t>& out);
 std::vector<int32_t> attention_key_start(const int32_t* position_ids, int64_t rows, int64_t seq,
                                          int64_t window);
 

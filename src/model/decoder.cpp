@@ -101,12 +101,7 @@ void Decoder::linear(int64_t l, LinearKind k, const float* x, int64_t n, float* 
   if (adapters_ && adapters_->adapted(l, k)) {
     linear_forward(x, n, L.W(k), nullptr, y, tile_);
     adapters_->forward(l, k, L.W(k), x, n, y);
-    if (const float* b = L.b(k)) {
-      const int64_t out = L.W(k).rows();
-#pragma omp parallel for schedule(static)
-      for (int64_t t = 0; t < n; ++t)
-        for (int64_t o = 0; o < out; ++o) y[t * out + o] += b[o];
-    }
+    if (const float* b = L.b(k)) add_bias(y, n, L.W(k).rows(), b);
   } else {
     linear_forward(x, n, L.W(k), L.b(k), y, tile_);
   }
@@ -167,7 +162,7 @@ void Decoder::layer_forward(int64_t l, const TokenBatch& b, float* x) {
   rope_forward(q_.data(), positions_.data(), n, c_.num_heads, hd, rope_);
   rope_forward(k_.data(), positions_.data(), n, c_.num_kv_heads, hd, rope_);
   const auto window = c_.window_for_layer(l);
-  key_start_ = attention_key_start(positions_.data(), b.rows, b.seq_len, window ? *window : 0);
+  attention_key_start(positions_.data(), b.rows, b.seq_len, window ? *window : 0, key_start_);
   const AttentionShape shape{b.rows, b.seq_len, c_.num_heads, c_.num_kv_heads, hd};
   attention_forward(q_.data(), k_.data(), v_.data(), key_start_.data(), shape, attention_scale(), att_.data(),
                     lse_.data());

@@ -24,11 +24,13 @@ void linear_forward(const float* x, int64_t n, const FrozenMatrix& W, const floa
       sgemm(false, true, n, m, in, 1.0f, x, in, tile.data(), in, 0.0f, y + r0, out);
     }
   }
-  if (bias) {
+  if (bias) add_bias(y, n, out, bias);
+}
+
+void add_bias(float* y, int64_t n, int64_t out, const float* bias) {
 #pragma omp parallel for schedule(static)
-    for (int64_t t = 0; t < n; ++t)
-      for (int64_t o = 0; o < out; ++o) y[t * out + o] += bias[o];
-  }
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t o = 0; o < out; ++o) y[t * out + o] += bias[o];
 }
 
 void linear_backward_input(const float* dy, int64_t n, const FrozenMatrix& W, float* dx, float beta,

@@ -23,6 +23,9 @@ class WeightTile {
   std::vector<float> buf_;
 };
 
+// y[n, out] += bias[out] on every row.
+void add_bias(float* y, int64_t n, int64_t out, const float* bias);
+
 // x: [n, in], y: [n, out] (overwritten), bias: [out] or nullptr.
 void linear_forward(const float* x, int64_t n, const FrozenMatrix& W, const float* bias, float* y,
                     WeightTile& tile);
