@@ -22,6 +22,7 @@
 
 #include "data/codec.h"
 #include "data/segment.h"
+#include "test_support.h"
 
 namespace bidora::data {
 // Readable gtest failure output for segments.
@@ -181,6 +182,18 @@ class FakeTokenizer {
 
 inline TextCodec fake_codec(std::string chat_template = "", std::string eos = "</s>") {
   return FakeTokenizer::codec(std::make_shared<FakeTokenizer>(), std::move(eos), std::move(chat_template));
+}
+
+// The fixture with good and bad lines of every format (tests/fixtures/data/mixed.jsonl).
+inline std::string mixed_jsonl() {
+  return test::fixture_dir() + "/data/mixed.jsonl";
+}
+
+// A codec like Llama's: BOS "<s>" added by the post-processor, EOS "</s>".
+inline TextCodec llama_like_codec() {
+  auto t = std::make_shared<FakeTokenizer>();
+  t->with_bos("<s>");
+  return FakeTokenizer::codec(t, "</s>");
 }
 
 }  // namespace bidora::data::fake

@@ -16,19 +16,12 @@ using ::testing::HasSubstr;
 // tests/fixtures/data/mixed.jsonl: six valid lines of every format (1-6), a blank line (7) and
 // four bad ones: malformed JSON (8), unknown format (9), non-string value (10), a conversation
 // without an answer (11).
-std::string mixed() {
-  return test::fixture_dir() + "/data/mixed.jsonl";
-}
-
-TextCodec llama_like_codec() {
-  auto t = std::make_shared<FakeTokenizer>();
-  t->with_bos("<s>");
-  return FakeTokenizer::codec(t, "</s>");
-}
+using fake::llama_like_codec;
+using fake::mixed_jsonl;
 
 DataOptions options() {
   DataOptions o;
-  o.train_file = mixed();
+  o.train_file = mixed_jsonl();
   o.chat_template = "llama2";
   o.bad_lines = BadLinePolicy::Skip;
   o.val_ratio = 0.0;
@@ -42,7 +35,7 @@ TEST(Dataset, StopPolicyReportsTheFirstBadLine) {
     load_training_data(llama_like_codec(), o);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr(mixed() + ":8: malformed JSON"));
+    EXPECT_THAT(e.what(), HasSubstr(mixed_jsonl() + ":8: malformed JSON"));
   }
 }
 

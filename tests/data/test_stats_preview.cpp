@@ -114,19 +114,12 @@ TEST(DecodeRuns, FallsBackWhenACharacterIsSplitBetweenRuns) {
   EXPECT_TRUE(runs[1].trained);
 }
 
-std::string mixed() {
-  return test::fixture_dir() + "/data/mixed.jsonl";
-}
-
-TextCodec llama_like_codec() {
-  auto t = std::make_shared<FakeTokenizer>();
-  t->with_bos("<s>");
-  return FakeTokenizer::codec(t, "</s>");
-}
+using fake::llama_like_codec;
+using fake::mixed_jsonl;
 
 PreviewOptions preview_options() {
   PreviewOptions o;
-  o.file = mixed();
+  o.file = mixed_jsonl();
   o.num_examples = 6;
   o.max_seq_len = 100;
   o.chat_template = "llama2";
@@ -175,7 +168,7 @@ TEST(Preview, TextReportMarksTrainedTextAndListsSkippedLines) {
   EXPECT_THAT(text, HasSubstr("  packed            1 row of 1024 tokens (45.5% filled)\n"));
   EXPECT_THAT(text, HasSubstr("\n     0-49 | ######################################## 4\n"));
   EXPECT_THAT(text, HasSubstr("  150-199 | ##########                               1\n"));
-  EXPECT_THAT(text, HasSubstr("skipped lines (4):\n  " + mixed() + ":8: malformed JSON"));
+  EXPECT_THAT(text, HasSubstr("skipped lines (4):\n  " + mixed_jsonl() + ":8: malformed JSON"));
   EXPECT_THAT(text, Not(HasSubstr("\x1b[")));
   const std::string colored = format_preview(r, /*color=*/true);
   EXPECT_THAT(colored, HasSubstr("\x1b[32m5</s>\x1b[0m"));
@@ -193,7 +186,7 @@ TEST(Preview, ControlCharactersInDataAreEscaped) {
 
 TEST(Preview, JsonReport) {
   const nlohmann::ordered_json j = preview_json(run_data_preview(llama_like_codec(), preview_options()));
-  EXPECT_EQ(j["file"], mixed());
+  EXPECT_EQ(j["file"], mixed_jsonl());
   EXPECT_EQ(j["chat_template"], "llama2");
   EXPECT_EQ(j["special_tokens"]["bos"], "<s>");
   EXPECT_EQ(j["special_tokens"]["pad_is_eos"], true);
