@@ -133,8 +133,10 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage,
       data::make_rows(td.train, cfg.data.packing, cfg.training.max_seq_len);
   const std::vector<int64_t> train_lengths = data::row_lengths(train_rows);
   const std::vector<data::Row> val_rows = data::make_rows(td.val, false, cfg.training.max_seq_len);
+  // Padding is masked by length, never by id, so any valid id will do when the tokenizer has none.
+  const int32_t pad_id = codec.pad_id < 0 ? 0 : codec.pad_id;
   const std::vector<TokenBatch> val_batches =
-      batches_in_order(td.val, val_rows, cfg.training.batch_size, codec.pad_id < 0 ? 0 : codec.pad_id);
+      batches_in_order(td.val, val_rows, cfg.training.batch_size, pad_id);
 
   // Step plan: an optimiser step per `accum` batches (a final partial group still steps, as HF).
   const int64_t accum = cfg.training.gradient_accumulation_steps;
@@ -212,8 +214,8 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage,
     for (size_t g = 0; g < epoch_batches.size() && step < total_steps; g += accum) {
       std::vector<TokenBatch> micro;
       for (size_t i = g; i < std::min(epoch_batches.size(), g + accum); ++i)
-        micro.push_back(to_token_batch(data::collate(td.train, train_rows, epoch_batches[i],
-                                                     {.pad_id = codec.pad_id < 0 ? 0 : codec.pad_id})));
+        micro.push_back(
+            to_token_batch(data::collate(td.train, train_rows, epoch_batches[i], {.pad_id = pad_id})));
       StepOptions so;
       so.step = step;
       so.max_grad_norm = cfg.training.max_grad_norm;
