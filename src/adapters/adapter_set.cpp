@@ -1,6 +1,9 @@
 #include "adapters/adapter_set.h"
 
+#include <algorithm>
 #include <utility>
+
+#include "core/error.h"
 
 namespace bidora {
 
@@ -45,6 +48,31 @@ int64_t AdapterSet::num_parameters() const {
   int64_t total = 0;
   for (const LoraLayer* l : all()) total += static_cast<int64_t>(l->A.size() + l->B.size() + l->m.size());
   return total;
+}
+
+void AdapterSet::assign_values(const AdapterSet& other, const std::string& source) {
+  const AdapterConfig& o = other.config();
+  BIDORA_CHECK(o.method == cfg_.method, "{}: a {} adapter, but this run trains {}", source,
+               method_name(o.method), method_name(cfg_.method));
+  BIDORA_CHECK(o.r == cfg_.r, "{}: rank {}, but this run uses r = {}", source, o.r, cfg_.r);
+  BIDORA_CHECK(o.scaling() == cfg_.scaling(), "{}: scaling {} (alpha {}, rsLoRA {}), but this run uses {}",
+               source, o.scaling(), o.alpha, o.use_rslora, cfg_.scaling());
+  BIDORA_CHECK(other.num_layers_ == num_layers_, "{}: {} layers, but the model has {}", source,
+               other.num_layers_, num_layers_);
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const LoraLayer* from = other.slots_[i].get();
+    LoraLayer* to = slots_[i].get();
+    BIDORA_CHECK((from == nullptr) == (to == nullptr), "{}: adapts layer {} {} {}, unlike this run", source,
+                 i / kNumLinearKinds, linear_name(static_cast<LinearKind>(i % kNumLinearKinds)),
+                 from ? "" : "not");
+    if (!to) continue;
+    BIDORA_CHECK(
+        from->A.size() == to->A.size() && from->B.size() == to->B.size() && from->m.size() == to->m.size(),
+        "{}: layer {} {} has other shapes than this model's", source, to->layer(), linear_name(to->kind()));
+    std::copy(from->A.begin(), from->A.end(), to->A.begin());  // in place: keeps data() stable
+    std::copy(from->B.begin(), from->B.end(), to->B.begin());
+    std::copy(from->m.begin(), from->m.end(), to->m.begin());
+  }
 }
 
 }  // namespace bidora

@@ -2,6 +2,7 @@
 // All adapted linears of a model: one LoraLayer per (layer, targeted LinearKind).
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "adapters/adapter_config.h"
@@ -23,6 +24,12 @@ class AdapterSet {
   std::vector<LoraLayer*> all();
   std::vector<const LoraLayer*> all() const;
   int64_t num_parameters() const;  // trainable values: A, B and m
+
+  // Copies the trained values (A, B, m) of `other` into this set in place, so references to
+  // these tensors (the optimiser's) stay valid; used to resume from a checkpoint. `other` must
+  // adapt the same linears with the same variant, rank, scaling and shapes; Error naming
+  // `source` otherwise.
+  void assign_values(const AdapterSet& other, const std::string& source);
 
  private:
   AdapterConfig cfg_;

@@ -1,7 +1,5 @@
 #include "adapters/peft_io.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -166,8 +164,8 @@ std::string peft_tensor_key(int64_t layer, LinearKind kind, AdapterTensor which)
   return fmt::format("{}{}.{}.{}", kKeyPrefix, layer, linear_path(kind), suffix);
 }
 
-void write_peft_adapter(const std::string& dir, const AdapterSet& adapters,
-                        const std::string& base_model_name_or_path) {
+void write_peft_adapter_files(const std::string& dir, const AdapterSet& adapters,
+                              const std::string& base_model_name_or_path) {
   SafetensorsWriter st;
   for (const LoraLayer* l : adapters.all()) {
     st.add_f32(peft_tensor_key(l->layer(), l->kind(), AdapterTensor::A), {l->rank(), l->in_features()}, l->A);
@@ -177,38 +175,15 @@ void write_peft_adapter(const std::string& dir, const AdapterSet& adapters,
       st.add_f32(peft_tensor_key(l->layer(), l->kind(), AdapterTensor::Magnitude), {l->out_features()}, l->m);
   }
   st.set_metadata({{"format", "pt"}});
+  st.write((fs::path(dir) / kModelFile).string());
+  write_file_atomic((fs::path(dir) / kConfigFile).string(),
+                    adapter_config_json(adapters.config(), base_model_name_or_path));
+}
 
-  fs::path target = fs::path(dir).lexically_normal();
-  if (target.filename().empty()) target = target.parent_path();  // "out/adapter/" names "out/adapter"
-  BIDORA_CHECK(!target.empty(), "adapter output directory \"{}\" is not a directory name", dir);
-  const fs::path tmp = target.string() + ".tmp." + std::to_string(::getpid());
-  const fs::path old = target.string() + ".old." + std::to_string(::getpid());
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp, ec);
-  BIDORA_CHECK(!ec, "{}: cannot create directory: {}", tmp.string(), ec.message());
-  try {
-    st.write((tmp / kModelFile).string());
-    write_file_atomic((tmp / kConfigFile).string(),
-                      adapter_config_json(adapters.config(), base_model_name_or_path));
-  } catch (...) {
-    fs::remove_all(tmp, ec);
-    throw;
-  }
-  // Swap in the complete directory. A previous adapter is moved aside first (rename cannot
-  // replace a non-empty directory) and deleted only once the new one is in place.
-  const bool had_old = fs::exists(target);
-  if (had_old) {
-    fs::rename(target, old, ec);
-    BIDORA_CHECK(!ec, "{}: cannot move the previous adapter aside: {}", target.string(), ec.message());
-  }
-  fs::rename(tmp, target, ec);
-  if (ec) {
-    const std::string why = ec.message();
-    if (had_old) fs::rename(old, target, ec);
-    fail("{}: cannot move the new adapter into place: {}", target.string(), why);
-  }
-  if (had_old) fs::remove_all(old, ec);
+void write_peft_adapter(const std::string& dir, const AdapterSet& adapters,
+                        const std::string& base_model_name_or_path) {
+  replace_directory(
+      dir, [&](const std::string& tmp) { write_peft_adapter_files(tmp, adapters, base_model_name_or_path); });
 }
 
 AdapterSet read_peft_adapter(const std::string& dir, const std::vector<LayerWeights>& layers) {

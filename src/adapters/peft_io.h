@@ -21,8 +21,12 @@ AdapterConfig parse_adapter_config(const std::string& text, const std::string& s
 enum class AdapterTensor { A, B, Magnitude };
 std::string peft_tensor_key(int64_t layer, LinearKind kind, AdapterTensor which);
 
-// Writes the directory atomically: everything goes into "<dir>.tmp.<pid>" first, which then
-// replaces `dir`, so a crash never leaves a half-written adapter. Tensors are F32.
+// Writes adapter_config.json and adapter_model.safetensors into an existing directory.
+void write_peft_adapter_files(const std::string& dir, const AdapterSet& adapters,
+                              const std::string& base_model_name_or_path);
+
+// Writes the directory atomically (core/files.h replace_directory): everything goes into "<dir>.tmp.<pid>"
+// first, which then replaces `dir`, so a crash never leaves a half-written adapter. Tensors are F32.
 void write_peft_adapter(const std::string& dir, const AdapterSet& adapters,
                         const std::string& base_model_name_or_path);
 

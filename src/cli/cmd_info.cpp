@@ -76,7 +76,7 @@ nlohmann::json info_json(const HardwareInfo& hw) {
   };
 }
 
-void print_info(const HardwareInfo& hw, std::FILE* out) {
+Table system_table(const HardwareInfo& hw) {
   Table sys{"System"};
   sys.columns({"Property", "Value"});
   sys.row({"CPU", hw.cpu_model});
@@ -109,7 +109,11 @@ void print_info(const HardwareInfo& hw, std::FILE* out) {
     }
   }
   sys.row({"GPU usable by this build", Cell{HardwareInfo::kGpuBackendNote, Color::Yellow}});
-  sys.print(out);
+  return sys;
+}
+
+void print_info(const HardwareInfo& hw, std::FILE* out) {
+  system_table(hw).print(out);
   std::fputc('\n', out);
 
   Table isa{"Instruction sets (CPU and OS support)"};

@@ -92,6 +92,7 @@ ConfigOptions::ConfigOptions(CLI::App& app) {
         b->option = app.add_option(f.flags, b->text, describe(f))
                         ->type_name(type)
                         ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+        if (!f.implicit_value.empty()) b->option->expected(0, 1);
         break;
       }
     }
@@ -125,7 +126,8 @@ TrainConfig ConfigOptions::resolve(ConfigOrigins* origins) const {
         break;
       }
       default:
-        set_field(cfg, f.path, b->text, flag, &local);
+        set_field(cfg, f.path, b->text.empty() && !f.implicit_value.empty() ? f.implicit_value : b->text,
+                  flag, &local);
         break;
     }
   }

@@ -312,6 +312,11 @@ std::vector<FieldInfo> build_fields() {
                            "Directory for checkpoints and the final adapter", {"output_dir"}));
   f.push_back(bool_field("output.overwrite", BIDORA_MEMBER(output.overwrite), "--overwrite",
                          "Allow writing into a non-empty output directory"));
+  f.push_back(string_field("output.resume", BIDORA_MEMBER(output.resume), "--resume",
+                           "Continue a run: 'latest' (the newest checkpoint-N in the output directory; a "
+                           "bare --resume means this) or a checkpoint directory",
+                           {"resume_from_checkpoint"}));
+  f.back().implicit_value = "latest";
   // hardware
   f.push_back(bool_field("hardware.auto_hardware", BIDORA_MEMBER(hardware.auto_hardware), "--auto-hardware",
                          "Resolve quantization: auto and threads: 0 from the detected hardware"));

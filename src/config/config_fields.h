@@ -36,6 +36,9 @@ struct FieldInfo {
   Range range;        // Int and Float
   std::vector<std::string> choices;  // Enum: canonical names; List: allowed canonical items
   std::vector<std::string> aliases;  // other YAML keys accepted (the Python original's names)
+  // String fields: the value a bare flag takes (e.g. "--resume" alone means "latest"); empty:
+  // the flag needs a value.
+  std::string implicit_value;
   std::function<FieldValue(const TrainConfig&)> get;
   std::function<void(TrainConfig&, const FieldValue&)> set;
   // Enum: the canonical name for an accepted spelling (already lower-cased, '-' -> '_').

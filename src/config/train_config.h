@@ -112,6 +112,8 @@ struct DataSection {
 struct OutputSection {
   std::string dir = "./output";
   bool overwrite = false;
+  // "" = a fresh run; "latest" = the newest checkpoint-<step> in dir; else a checkpoint directory.
+  std::string resume;
   bool operator==(const OutputSection&) const = default;
 };
 

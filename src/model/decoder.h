@@ -31,6 +31,13 @@ void validate_batch(const TokenBatch& b, const ModelConfig& cfg);
 // labels shifted left by one within each row, with -100 in the last column.
 std::vector<int32_t> shift_labels(const TokenBatch& b);
 
+// Floats per token that one layer's forward keeps for its backward when training without
+// gradient checkpointing (the layer input, kept in both modes, not included): the two norm
+// outputs and their inverse rms, q/k after RoPE, v, attention output and log-sum-exp, the
+// residual after attention, gate/up/act, and Qwen3's q/k before their norms. The memory model
+// uses the same count.
+int64_t layer_activation_floats(const ModelConfig& c);
+
 class Decoder {
  public:
   explicit Decoder(const ModelWeights& weights);
@@ -45,13 +52,28 @@ class Decoder {
   // Adapters applied to the frozen linears in every pass (nullptr: the plain model).
   void set_adapters(LinearAdapters* adapters) { adapters_ = adapters; }
 
-  // Training pass: forward, loss over the shifted labels, and backward with per-layer gradient
-  // checkpointing (each layer's input is kept; its activations are recomputed during backward).
-  // The loss is scaled by grad_scale before differentiation (e.g. 1 / tokens of the whole
-  // optimiser step), so adapter gradients accumulate across micro-batches. If d_embeddings is
-  // non-null it receives ∂(grad_scale·Σloss)/∂(embedding output) [tokens, H].
+  // Memory / time trade-off of forward_backward (training.gradient_checkpointing; default on,
+  // as HF gradient_checkpointing=True). On: each layer's input is kept and the layer's forward
+  // is replayed right before its backward (activations: one [tokens, H] per layer plus one
+  // layer's working set). Off: the forward keeps every layer's activations (see
+  // layer_activation_floats) and backward uses them directly, without the replay: ~27-30%
+  // less compute per step (bench/bench_decoder.cpp). Both modes give the same loss and
+  // gradients bit for bit.
+  void set_gradient_checkpointing(bool on) { checkpointing_ = on; }
+  bool gradient_checkpointing() const { return checkpointing_; }
+
+  // Training pass: forward, loss over the shifted labels, and backward (checkpointed or not,
+  // see above). The loss is scaled by grad_scale before differentiation (e.g. 1 / tokens of
+  // the whole optimiser step), so adapter gradients accumulate across micro-batches. If
+  // d_embeddings is non-null it receives ∂(grad_scale·Σloss)/∂(embedding output) [tokens, H].
   LossSums forward_backward(const TokenBatch& b, float grad_scale,
                             std::vector<float>* d_embeddings = nullptr);
+
+  // layer_activation_floats for this model: the width of the per-layer activation store.
+  int64_t layer_floats_per_token() const { return layer_activation_floats(c_); }
+  // Bytes of the buffers this decoder holds now (forward, training and activation store); they
+  // grow to the largest batch seen and are reused.
+  int64_t buffer_bytes() const;
 
   const ModelWeights& weights() const { return w_; }
 
@@ -59,8 +81,16 @@ class Decoder {
   void reserve(int64_t tokens);
   void prepare_rope(const TokenBatch& b);
   void embed(const TokenBatch& b, float* x);
-  void layer_forward(int64_t l, const TokenBatch& b, float* x);
-  void layer_backward(int64_t l, const TokenBatch& b, const float* x_in, float* dx);
+  // One layer's forward activations: views into a block laid out by carve().
+  struct LayerActs {
+    float *xn, *q, *k, *v, *att, *lse, *inv1, *inv2, *x_mid, *xn2, *gate, *up, *act;
+    float *q_raw, *k_raw, *q_inv, *k_inv;  // Qwen3 q/k norms only, else nullptr
+  };
+  // Views for `cap` tokens over layer_floats_per_token() * cap floats starting at p.
+  LayerActs carve(float* p, int64_t cap) const;
+  void layer_forward(int64_t l, const TokenBatch& b, float* x, const LayerActs& a);
+  // Backpropagates through layer l given the activations its forward left in `a`.
+  void layer_backward(int64_t l, const TokenBatch& b, const float* x_in, const LayerActs& a, float* dx);
   // y = x·Wᵀ + b through the adapter when this linear is adapted.
   void linear(int64_t l, LinearKind k, const float* x, int64_t n, float* y);
   // dx = (β·dx) + ∂/∂x, adapter-aware; β ∈ {0, 1} accumulates for the q/k/v and gate/up pairs.
@@ -73,14 +103,19 @@ class Decoder {
   const ModelConfig& c_;
   int64_t capacity_ = 0;
   std::vector<int32_t> positions_;
-  // Forward activations of one layer (reused by every layer; a checkpointed layer's replay
-  // refills them right before its backward).
-  std::vector<float> x_, xn_, q_, k_, v_, att_, tmp_, gate_, up_, act_;
-  std::vector<float> inv1_, inv2_, q_raw_, k_raw_, q_inv_, k_inv_, x_mid_, xn2_, lse_;
+  // The residual stream and one layer's activations, reused by every layer (a checkpointed
+  // layer's replay refills them right before its backward).
+  std::vector<float> x_, tmp_, layer_block_;
+  LayerActs acts_{};
   std::vector<int32_t> key_start_;
   // Training only: layer inputs (checkpoints) and gradient buffers.
   int64_t train_capacity_ = 0;
   std::vector<float> checkpoints_, dx_, dmid_, dtmp_, dq_, dk_, dv_, dact_, dgate_, dup_, dxn_;
+  // Training without checkpointing: every layer's activations, [layer][carve layout of
+  // store_capacity_ tokens]. Allocated on the first such pass (not at all with checkpointing).
+  bool checkpointing_ = true;
+  int64_t store_capacity_ = 0;
+  std::vector<float> store_;
   LinearAdapters* adapters_ = nullptr;
   RopeTable rope_;
   WeightTile tile_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "model/decoder.h"
 
 namespace bidora {
 namespace {
@@ -26,6 +27,18 @@ int64_t layer_floats_per_token(const ModelConfig& c, const TrainingShape& s) {
     if (std::find(s.targets.begin(), s.targets.end(), l.name) == s.targets.end()) continue;
     f += s.lora_rank;               // x · Aᵀ
     if (s.lora_dropout) f += l.in;  // the dropped-out input the LoRA path saw
+  }
+  return f;
+}
+
+// Floats per token that training without checkpointing keeps for every layer, beyond the
+// checkpointed set: the decoder's activation store and the adapter runtime's per-layer state.
+int64_t stored_floats_per_token(const ModelConfig& c, const TrainingShape& s) {
+  int64_t f = layer_activation_floats(c);
+  for (const auto& l : block_linear_shapes(c)) {
+    if (std::find(s.targets.begin(), s.targets.end(), l.name) == s.targets.end()) continue;
+    f += s.lora_rank;        // u = xd·Aᵀ
+    if (s.dora) f += l.out;  // z = xd·Wᵀ + s·u·Bᵀ, for dm
   }
   return f;
 }
@@ -114,11 +127,11 @@ MemoryEstimate estimate_training_memory(const ModelConfig& c, WeightStorage stor
       N * layer_floats_per_token(c, s) * kF32 + s.batch * c.num_heads * s.seq_len * s.seq_len * kF32;
   const int64_t working = 2 * layer_set;  // saved tensors + their gradient buffers in backward
   const int64_t residual = N * H * kF32;  // one [N, H] hidden state
-  if (s.gradient_checkpointing) {
-    e.activations = (c.num_layers + 1) * residual + working;
-  } else {
-    e.activations = c.num_layers * working + residual;
-  }
+  // Both modes keep every layer's input, the final hidden states and one layer's working set
+  // (the decoder's shared layer buffers, used by the replay or by the final norm, and the
+  // gradient buffers); without checkpointing every layer's activations are stored as well.
+  e.activations = (c.num_layers + 1) * residual + working;
+  if (!s.gradient_checkpointing) e.activations += c.num_layers * N * stored_floats_per_token(c, s) * kF32;
   // Fused loss: a hidden chunk, its gradient and one tile of logits.
   const int64_t vocab_tile = std::min(c.vocab_size, std::max<int64_t>(1, kWeightTileFloats / H));
   e.activations += kLossTokenChunk * (2 * H + vocab_tile) * kF32;

@@ -19,7 +19,13 @@
 //                - with gradient checkpointing: each layer's input [N, H] is kept, plus the final
 //                  hidden states; one layer at a time is recomputed, so add ONE layer's working
 //                  set (below);
-//                - without: every layer's working set is kept;
+//                - without: the same, plus every layer's stored activations as the decoder keeps
+//                  them, per token: layer_activation_floats (decoder.h: norm outputs, q/k/v,
+//                  attention output and log-sum-exp, residual after attention, gate/up/act) and
+//                  the adapters' saved state per adapted Linear (x·Aᵀ [r], DoRA's pre-scale output
+//                  [out]; dropout masks are regenerated, not stored). Attention keeps no [T, T]
+//                  matrix and the gradient buffers stay one layer's worth, so those are not
+//                  multiplied by the depth (measured: bench/bench_decoder.cpp);
 //                a layer's working set = its saved tensors (two norm outputs, q/k/v before and
 //                after RoPE, attention output, gate/up/act, the LoRA dropout inputs) plus the
 //                attention probabilities [batch, heads, T, T], doubled for the gradient buffers of

@@ -1,5 +1,7 @@
 #include "train/train_step.h"
 
+#include <cmath>
+
 #include "adapters/peft_io.h"
 #include "core/error.h"
 #include "train/optim_clip.h"
@@ -58,6 +60,13 @@ StepResult train_step(Decoder& decoder, AdapterRuntime& runtime, std::span<const
   r.loss = loss_sum / static_cast<double>(r.tokens);
   const std::vector<ParamRef>& params = optimizer.params();
   r.grad_norm = opts.max_grad_norm > 0 ? clip_grad_norm(params, opts.max_grad_norm) : grad_norm(params);
+  // A non-finite loss or gradient would poison every parameter and optimiser moment: stop before
+  // the update, so the adapter and the last checkpoint stay good.
+  if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm))
+    fail(
+        "training step {}: the loss is {} and the gradient norm {}; stopped before updating the adapter "
+        "(try a lower learning rate, or f32 compute)",
+        opts.step + 1, r.loss, r.grad_norm);
   r.lr = schedule.lr(opts.step);
   optimizer.step(r.lr);
   return r;

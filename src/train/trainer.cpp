@@ -14,6 +14,8 @@
 #include "data/batch.h"
 #include "data/dataset.h"
 #include "tokenizer/tokenizer.h"
+#include "train/checkpoint.h"
+#include "train/metrics_plot.h"
 #include "train/optim_optimizer.h"
 #include "train/train_step.h"
 
@@ -79,7 +81,8 @@ void copy_tokenizer_files(const std::string& model_dir, const std::string& out_d
   }
 }
 
-void write_model_card(const std::string& dir, const TrainConfig& cfg, const TrainResult& r) {
+void write_model_card(const std::string& dir, const TrainConfig& cfg, const TrainResult& r,
+                      const std::string& shown_dir) {
   std::string card = fmt::format(
       "# {} adapter for {}\n\nTrained with bidora.\n\n"
       "- method: {}, r = {}, alpha = {}, dropout = {}, rsLoRA: {}\n- targets: {}\n"
@@ -92,25 +95,90 @@ void write_model_card(const std::string& dir, const TrainConfig& cfg, const Trai
       fmt::join(cfg.adapter.targets, ", "), cfg.data.train_file, r.steps, cfg.training.learning_rate,
       to_string(cfg.training.lr_scheduler), cfg.training.warmup_steps, cfg.training.batch_size,
       cfg.training.gradient_accumulation_steps, r.last_loss,
-      r.best_val_loss ? fmt::format(", best validation loss {:.4f}", *r.best_val_loss) : "", dir);
+      r.best_val_loss ? fmt::format(", best validation loss {:.4f}", *r.best_val_loss) : "", shown_dir);
   write_file_atomic((fs::path(dir) / "README.md").string(), card);
+}
+
+// How the output directory is prepared: a fresh run needs it free of earlier results (or
+// --overwrite, which clears them); a resume needs the checkpoint to continue from.
+std::string prepare_output(const TrainConfig& cfg) {
+  const fs::path out(cfg.output.dir);
+  const auto checkpoints = list_checkpoints(out.string());
+  if (!cfg.output.resume.empty()) {
+    if (cfg.output.resume != "latest") return cfg.output.resume;
+    if (checkpoints.empty())
+      fail("--resume: {} holds no checkpoint-<step> directory to continue from", out.string());
+    return checkpoints.back().second;
+  }
+  const bool finished = fs::exists(out / "final_model" / "adapter_config.json");
+  if (!cfg.output.overwrite) {
+    if (finished)
+      fail(
+          "{}: already holds a finished run (final_model/); pass --overwrite to replace it or choose another "
+          "--output",
+          out.string());
+    if (!checkpoints.empty())
+      fail(
+          "{}: holds checkpoints of an unfinished run (newest: {}); pass --resume to continue it, "
+          "--overwrite to "
+          "start again, or choose another --output",
+          out.string(), fs::path(checkpoints.back().second).filename().string());
+  }
+  // Starting again: results of an earlier run must not mix with this one's.
+  std::error_code ec;
+  for (const auto& [step, dir] : checkpoints) fs::remove_all(dir, ec);
+  for (const char* stale : {"best_model", "final_model"}) fs::remove_all(out / stale, ec);
+  fs::remove(out / "metrics.jsonl", ec);
+  return "";
+}
+
+nlohmann::ordered_json log_entry_json(const TrainLog& entry) {
+  nlohmann::ordered_json j{{"step", entry.step},
+                           {"epoch", entry.epoch},
+                           {"loss", entry.loss},
+                           {"grad_norm", entry.grad_norm},
+                           {"learning_rate", entry.lr},
+                           {"tokens_per_second", entry.tokens_per_second},
+                           {"elapsed_seconds", entry.elapsed_seconds}};
+  if (entry.val_loss) {
+    j["eval_loss"] = *entry.val_loss;
+    j["eval_perplexity"] = std::exp(*entry.val_loss);
+  }
+  return j;
+}
+
+// Hash of the tokenised training examples (ids and loss mask), for the resume fingerprint.
+uint64_t data_hash(const std::vector<data::TokenizedExample>& examples) {
+  uint64_t h = fnv1a64(nullptr, 0);
+  for (const auto& e : examples) {
+    const int64_t n = static_cast<int64_t>(e.ids.size());
+    h = fnv1a64(&n, sizeof n, h);
+    h = fnv1a64(e.ids.data(), e.ids.size() * sizeof(int32_t), h);
+    h = fnv1a64(e.trained.data(), e.trained.size(), h);
+  }
+  return h;
 }
 
 }  // namespace
 
 TrainResult run_training(const TrainConfig& cfg, WeightStorage storage,
                          const std::function<void(const TrainLog&)>& on_log) {
+  TrainCallbacks callbacks;
+  callbacks.on_log = on_log;
+  return run_training(cfg, storage, callbacks);
+}
+
+TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const TrainCallbacks& callbacks) {
   validate(cfg);
   if (auto missing = missing_for_training(cfg); !missing.empty())
     fail("cannot train: {} not set", fmt::join(missing, ", "));
   const fs::path out(cfg.output.dir);
-  if (fs::exists(out / "final_model" / "adapter_config.json") && !cfg.output.overwrite)
-    fail(
-        "{}: already holds a finished run (final_model/); pass --overwrite to replace it or choose another "
-        "--output",
-        out.string());
+  const std::string resume_dir = prepare_output(cfg);
   fs::create_directories(out);
   if (cfg.hardware.threads > 0) set_num_threads(static_cast<int>(cfg.hardware.threads));
+  auto event = [&](const std::string& text) {
+    if (callbacks.on_event) callbacks.on_event(text);
+  };
 
   // Model and tokenizer.
   auto weights = ModelWeights::load(cfg.model.name_or_path, LoadOptions(storage));
@@ -154,6 +222,7 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage,
   AdapterRuntime runtime(adapters);
   Decoder decoder(*weights);
   decoder.set_adapters(&runtime);
+  decoder.set_gradient_checkpointing(cfg.training.gradient_checkpointing);
   AdamWConfig ac;
   ac.beta1 = cfg.training.adam_beta1;
   ac.beta2 = cfg.training.adam_beta2;
@@ -170,6 +239,29 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage,
   schedule.warmup_steps = cfg.training.warmup_steps;
   schedule.total_steps = total_steps;
 
+  // Where the run starts: step 0, or everything a checkpoint recorded.
+  TrainerState st;
+  st.max_steps = total_steps;
+  st.seed = static_cast<uint64_t>(cfg.training.seed);
+  st.run = run_fingerprint(cfg, storage, data_hash(td.train));
+  const std::string metrics_path = (out / "metrics.jsonl").string();
+  TrainResult result;
+  if (!resume_dir.empty()) {
+    st = load_checkpoint(resume_dir, adapters, weights->layers(), *optimizer, schedule, st.run);
+    // Entries logged after the checkpoint (before the interruption) are logged again as the
+    // steps are replayed.
+    std::string lines;
+    for (const auto& e : st.log_history) lines += e.dump() + "\n";
+    write_file_atomic(metrics_path, lines);
+    result.resumed_from_step = st.global_step;
+    result.first_loss = st.first_loss;
+    result.best_val_loss = st.best_metric;
+    event(fmt::format("Resumed from {} (step {}/{})", resume_dir, st.global_step, total_steps));
+  } else {
+    write_file_atomic(metrics_path, "");
+  }
+  write_file_atomic((out / "config.yaml").string(), to_yaml(cfg));
+
   auto evaluate = [&]() -> std::optional<double> {
     if (val_batches.empty()) return std::nullopt;
     runtime.set_mode({});  // eval: no dropout
@@ -181,82 +273,136 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage,
     }
     return total.count ? std::optional(total.mean()) : std::nullopt;
   };
-
-  std::string metrics;
+  // The loss / learning-rate plot, redrawn from the whole history at every entry (~1 ms).
+  const std::string plot_path = (out / "training_plot.svg").string();
+  auto write_plot = [&] {
+    write_file_atomic(plot_path, training_plot_svg(plot_points_from_json(st.log_history),
+                                                   training_plot_title(cfg), {.total_steps = total_steps}));
+  };
+  write_plot();
   auto log = [&](const TrainLog& entry) {
-    nlohmann::ordered_json j{{"step", entry.step},
-                             {"epoch", entry.epoch},
-                             {"loss", entry.loss},
-                             {"grad_norm", entry.grad_norm},
-                             {"learning_rate", entry.lr},
-                             {"tokens_per_second", entry.tokens_per_second},
-                             {"elapsed_seconds", entry.elapsed_seconds}};
-    if (entry.val_loss) {
-      j["eval_loss"] = *entry.val_loss;
-      j["eval_perplexity"] = std::exp(*entry.val_loss);
+    const nlohmann::ordered_json j = log_entry_json(entry);
+    st.log_history.push_back(j);
+    append_file_synced(metrics_path, j.dump() + "\n");
+    write_plot();
+    if (callbacks.on_log) callbacks.on_log(entry);
+  };
+  // A failed save stops the run with what failed and what is still good.
+  auto saving = [&](const std::string& what, const std::function<void()>& write) {
+    try {
+      write();
+    } catch (const Error& e) {
+      const auto kept = list_checkpoints(out.string());
+      fail("saving {} failed: {}\n{}", what, e.what(),
+           kept.empty()
+               ? std::string("no earlier checkpoint exists")
+               : fmt::format("the previous checkpoint {} is intact: free space and continue with --resume",
+                             kept.back().second));
     }
-    metrics += j.dump() + "\n";
-    write_file_atomic((out / "metrics.jsonl").string(), metrics);
-    if (on_log) on_log(entry);
+  };
+  auto save_checkpoint_now = [&](int64_t step) {
+    const std::string dir = (out / checkpoint_dir_name(step)).string();
+    saving(fmt::format("the checkpoint of step {}", step),
+           [&] { save_checkpoint(dir, adapters, cfg.model.name_or_path, *optimizer, schedule, st); });
+    rotate_checkpoints(out.string(), cfg.training.save_total_limit);
+    result.last_checkpoint = dir;
+    event(fmt::format("Saved {}", dir));
   };
 
-  TrainResult result;
-  write_file_atomic((out / "config.yaml").string(), to_yaml(cfg));
   const auto t0 = std::chrono::steady_clock::now();
-  int64_t step = 0, tokens_seen = 0, window_steps = 0;
-  double window_loss = 0;
+  const double elapsed_before = st.elapsed_seconds;
+  auto seconds = [&] {
+    return elapsed_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
   const int64_t log_every = std::max<int64_t>(1, cfg.training.logging_steps);
   const int64_t eval_every = cfg.training.eval_steps > 0 ? cfg.training.eval_steps : steps_per_epoch;
-  auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  const int64_t save_every = cfg.training.save_steps;
 
-  for (int64_t epoch = 0; step < total_steps; ++epoch) {
+  int64_t step = st.global_step;
+  for (int64_t epoch = st.epoch_index; step < total_steps; ++epoch) {
     const auto epoch_batches = data::plan_epoch(train_lengths, plan, epoch);
-    for (size_t g = 0; g < epoch_batches.size() && step < total_steps; g += accum) {
+    const int64_t n_batches = static_cast<int64_t>(epoch_batches.size());
+    for (int64_t g = epoch == st.epoch_index ? st.next_batch : 0; g < n_batches && step < total_steps;
+         g += accum) {
       std::vector<TokenBatch> micro;
-      for (size_t i = g; i < std::min(epoch_batches.size(), g + accum); ++i)
+      for (int64_t i = g; i < std::min(n_batches, g + accum); ++i)
         micro.push_back(
             to_token_batch(data::collate(td.train, train_rows, epoch_batches[i], {.pad_id = pad_id})));
       StepOptions so;
       so.step = step;
       so.max_grad_norm = cfg.training.max_grad_norm;
       so.seed = static_cast<uint64_t>(cfg.training.seed);
-      const StepResult r = train_step(decoder, runtime, micro, *optimizer, schedule, so);
-      for (const TokenBatch& b : micro) tokens_seen += b.tokens();  // processed, padding included
-      window_loss += r.loss;
-      ++window_steps;
+      StepResult r;
+      try {
+        r = train_step(decoder, runtime, micro, *optimizer, schedule, so);
+      } catch (const Error& e) {
+        const auto kept = list_checkpoints(out.string());
+        fail("{}\n{}", e.what(),
+             kept.empty() ? std::string("no checkpoint was saved before this step")
+                          : fmt::format("the last good checkpoint is {}", kept.back().second));
+      }
+      for (const TokenBatch& b : micro) st.tokens_seen += b.tokens();  // processed, padding included
+      st.window_loss += r.loss;
+      ++st.window_steps;
       ++step;
-      if (step == 1) result.first_loss = r.loss;
+      if (step == 1) st.first_loss = result.first_loss = r.loss;
+      st.global_step = step;
+      st.epoch = static_cast<double>(step) / steps_per_epoch;
+      st.epoch_index = g + accum < n_batches ? epoch : epoch + 1;
+      st.next_batch = g + accum < n_batches ? g + accum : 0;
+      st.elapsed_seconds = seconds();
+
+      TrainLog e;
+      e.step = step;
+      e.total_steps = total_steps;
+      e.epoch = st.epoch;
+      e.loss = r.loss;
+      e.grad_norm = r.grad_norm;
+      e.lr = r.lr;
+      e.elapsed_seconds = st.elapsed_seconds;
+      e.tokens_per_second = st.tokens_seen / std::max(1e-9, e.elapsed_seconds);
+      if (callbacks.on_step) callbacks.on_step(e);
+
       const bool eval_now = step % eval_every == 0 || step == total_steps;
       if (step % log_every == 0 || eval_now) {
-        TrainLog e;
-        e.step = step;
-        e.total_steps = total_steps;
-        e.epoch = static_cast<double>(step) / steps_per_epoch;
-        e.loss = window_loss / window_steps;
-        e.grad_norm = r.grad_norm;
-        e.lr = r.lr;
-        e.elapsed_seconds = seconds();
-        e.tokens_per_second = tokens_seen / std::max(1e-9, e.elapsed_seconds);
+        e.loss = st.window_loss / st.window_steps;
         if (eval_now) {
           e.val_loss = evaluate();
-          if (e.val_loss && (!result.best_val_loss || *e.val_loss < *result.best_val_loss)) {
-            result.best_val_loss = e.val_loss;
-            write_peft_adapter((out / "best_model").string(), adapters, cfg.model.name_or_path);
+          if (e.val_loss && (!st.best_metric || *e.val_loss < *st.best_metric)) {
+            st.best_metric = e.val_loss;
+            saving(fmt::format("the best model (step {})", step), [&] {
+              write_peft_adapter((out / "best_model").string(), adapters, cfg.model.name_or_path);
+            });
           }
         }
         result.last_loss = e.loss;
         log(e);
-        window_loss = 0;
-        window_steps = 0;
+        st.window_loss = 0;
+        st.window_steps = 0;
+      }
+      const bool stop = callbacks.stop_requested && callbacks.stop_requested->load();
+      if ((save_every > 0 && step % save_every == 0) || (stop && step < total_steps))
+        save_checkpoint_now(step);
+      if (stop && step < total_steps) {
+        result.interrupted = true;
+        result.steps = step;
+        result.best_val_loss = st.best_metric;
+        result.tokens_per_second = static_cast<double>(st.tokens_seen) / std::max(1e-9, seconds());
+        return result;
       }
     }
   }
   result.steps = step;
-  result.tokens_per_second = static_cast<double>(tokens_seen) / std::max(1e-9, seconds());
+  result.best_val_loss = st.best_metric;
+  result.tokens_per_second = static_cast<double>(st.tokens_seen) / std::max(1e-9, seconds());
   const std::string final_dir = (out / "final_model").string();
-  write_peft_adapter(final_dir, adapters, cfg.model.name_or_path);
-  copy_tokenizer_files(weights->dir(), final_dir);
-  write_model_card(final_dir, cfg, result);
+  saving("the final model", [&] {
+    replace_directory(final_dir, [&](const std::string& tmp) {
+      write_peft_adapter_files(tmp, adapters, cfg.model.name_or_path);
+      copy_tokenizer_files(weights->dir(), tmp);
+      write_model_card(tmp, cfg, result, final_dir);
+    });
+  });
   result.final_adapter_dir = final_dir;
   return result;
 }

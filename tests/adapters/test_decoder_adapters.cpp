@@ -1,11 +1,12 @@
-// LoRA / rsLoRA / DoRA inside the whole decoder: gradients of A, B and m after the checkpointed
-// backward equal central finite differences of the summed loss, with and without dropout (the
-// counter-based mask is the same in every pass of a micro-batch, so the loss is a deterministic
-// function of the parameters).
+// LoRA / rsLoRA / DoRA inside the whole decoder: gradients of A, B and m after the backward
+// (with gradient checkpointing and without) equal central finite differences of the summed loss, with and
+// without dropout (the counter-based mask is the same in every pass of a micro-batch, so the loss is a
+// deterministic function of the parameters).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
+#include <tuple>
 
 #include "adapters/adapter_runtime.h"
 #include "io/safetensors.h"
@@ -24,10 +25,11 @@ struct Case {
   WeightStorage storage;
 };
 
-class DecoderWithAdapters : public ::testing::TestWithParam<Case> {};
+// (case, gradient checkpointing)
+class DecoderWithAdapters : public ::testing::TestWithParam<std::tuple<Case, bool>> {};
 
 TEST_P(DecoderWithAdapters, ParameterGradientsMatchFiniteDifferences) {
-  const Case c = GetParam();
+  const auto [c, checkpointing] = GetParam();
   auto w = ModelWeights::load(test::reference_model_dir(c.model), LoadOptions(c.storage));
   AdapterConfig cfg;
   cfg.method = c.method;
@@ -50,6 +52,7 @@ TEST_P(DecoderWithAdapters, ParameterGradientsMatchFiniteDifferences) {
   runtime.set_mode({.training = true, .dropout = {.seed = 3, .step = 1, .row0 = 0}});
   Decoder dec(*w);
   dec.set_adapters(&runtime);
+  dec.set_gradient_checkpointing(checkpointing);
   const TokenBatch b = test::reference_batch(c.model);
 
   for (LoraLayer* l : set.all()) l->zero_grad();
@@ -103,15 +106,19 @@ TEST_P(DecoderWithAdapters, ParameterGradientsMatchFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(
     Methods, DecoderWithAdapters,
-    ::testing::Values(Case{"qwen3_headdim_f32", LoraVariant::LoRA, true, 0.0, WeightStorage::F32},
-                      Case{"llama_bias_linear_rope_f32", LoraVariant::LoRA, false, 0.1, WeightStorage::F32},
-                      Case{"mistral_window_f16", LoraVariant::DoRA, false, 0.0, WeightStorage::F32},
-                      Case{"qwen2_tied_sharded_f32", LoraVariant::DoRA, true, 0.1, WeightStorage::F32},
-                      Case{"llama_f32", LoraVariant::LoRA, false, 0.0, WeightStorage::NF4}),
+    ::testing::Combine(
+        ::testing::Values(Case{"qwen3_headdim_f32", LoraVariant::LoRA, true, 0.0, WeightStorage::F32},
+                          Case{"llama_bias_linear_rope_f32", LoraVariant::LoRA, false, 0.1,
+                               WeightStorage::F32},
+                          Case{"mistral_window_f16", LoraVariant::DoRA, false, 0.0, WeightStorage::F32},
+                          Case{"qwen2_tied_sharded_f32", LoraVariant::DoRA, true, 0.1, WeightStorage::F32},
+                          Case{"llama_f32", LoraVariant::LoRA, false, 0.0, WeightStorage::NF4}),
+        ::testing::Bool()),
     [](const auto& info) {
-      const Case& c = info.param;
+      const Case& c = std::get<0>(info.param);
       return std::string(c.model) + (c.method == LoraVariant::DoRA ? "_dora" : "_lora") +
-             (c.dropout > 0 ? "_dropout" : "") + "_" + storage_name(c.storage);
+             (c.dropout > 0 ? "_dropout" : "") + "_" + storage_name(c.storage) +
+             (std::get<1>(info.param) ? "_checkpointed" : "_stored");
     });
 
 }  // namespace

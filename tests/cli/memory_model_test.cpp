@@ -6,6 +6,7 @@
 
 #include "cli/model_catalog.h"
 #include "core/error.h"
+#include "model/decoder.h"
 
 namespace bidora {
 namespace {
@@ -135,9 +136,16 @@ TEST(MemoryModel, ActivationsOfATinyModelByHand) {
   EXPECT_EQ(e.overhead, kRuntimeOverheadBytes);
   EXPECT_EQ(e.total(), e.weights + e.adapter + e.activations + e.scratch + e.overhead);
 
+  // Without checkpointing every layer also stores, per token, the decoder's activations
+  // (norm outputs 24, q/att 16, k/v 8, gate/up/act 48, lse 2, inverse rms 2 = 100) and the
+  // LoRA state x·Aᵀ of q and v (2 + 2).
   s.gradient_checkpointing = false;
+  EXPECT_EQ(layer_activation_floats(c), 100);
   EXPECT_EQ(estimate_training_memory(c, WeightStorage::F32, s).activations,
-            2 * 2 * layer_set + residual + loss + 2 * residual);
+            checkpointed + loss + 2 * residual + 2 * 4 * (100 + 4) * 4);
+  s.dora = true;  // DoRA keeps its pre-scale output [out] per adapted linear: q 8, v 4
+  EXPECT_EQ(estimate_training_memory(c, WeightStorage::F32, s).activations,
+            checkpointed + loss + 2 * residual + 2 * 4 * (100 + 4 + 12) * 4);
 }
 
 TEST(MemoryModel, ActivationsScaleWithBatchAndCheckpointingHelps) {

@@ -1,12 +1,18 @@
-// The decoder's checkpointed backward pass, checked end to end: a test adapter adds a dense
-// trainable delta P to chosen linears (y += x Pᵀ); its analytic gradient, which flows back
-// through every layer above it (attention, RoPE, norms, MLP, chunked loss), must equal central
-// finite differences of the summed loss.
+// The decoder's backward pass, with and without gradient checkpointing, checked end to end: a
+// test adapter adds a dense trainable delta P to chosen linears (y += x Pᵀ); its analytic
+// gradient, which flows back through every layer above it (attention, RoPE, norms, MLP, chunked
+// loss), must equal central finite differences of the summed loss; and both modes must give the
+// same loss and gradients bit for bit.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
+#include <tuple>
+
+#include <nlohmann/json.hpp>
 
 #include "core/backend.h"
 #include "io/safetensors.h"
@@ -39,6 +45,10 @@ class DenseDelta final : public LinearAdapters {
   bool adapted(int64_t layer, LinearKind k) const override {
     return params.count({layer, static_cast<int>(k)}) > 0;
   }
+  // Stateless (backward gets x from the decoder): nothing to keep per layer. Recorded so the
+  // tests can check what the decoder announces.
+  void set_state_per_layer(bool per_layer) override { state_per_layer = per_layer; }
+  bool state_per_layer = false;
   void forward(int64_t layer, LinearKind k, const FrozenMatrix&, const float* x, int64_t n,
                float* y) override {
     const Param& P = params.at({layer, static_cast<int>(k)});
@@ -54,10 +64,11 @@ class DenseDelta final : public LinearAdapters {
   }
 };
 
-class DecoderBackward : public ::testing::TestWithParam<const char*> {};
+// (reference model, gradient checkpointing)
+class DecoderBackward : public ::testing::TestWithParam<std::tuple<const char*, bool>> {};
 
 TEST_P(DecoderBackward, AdapterGradientsMatchFiniteDifferences) {
-  const std::string name = GetParam();
+  const auto [name, checkpointing] = GetParam();
   auto w = ModelWeights::load(test::reference_model_dir(name), LoadOptions(WeightStorage::F32));
   const TokenBatch b = test::reference_batch(name);
   DenseDelta delta;
@@ -72,9 +83,12 @@ TEST_P(DecoderBackward, AdapterGradientsMatchFiniteDifferences) {
   delta.add(*w, last, LinearKind::Up, 7);
   Decoder dec(*w);
   dec.set_adapters(&delta);
+  dec.set_gradient_checkpointing(checkpointing);
 
   const LossSums trained = dec.forward_backward(b, 1.0f);
+  EXPECT_EQ(delta.state_per_layer, !checkpointing);
   const LossSums plain = dec.loss(b);
+  EXPECT_FALSE(delta.state_per_layer);  // a plain forward never needs per-layer state
   EXPECT_NEAR(trained.sum, plain.sum, 1e-9 * std::abs(plain.sum));
   EXPECT_EQ(trained.count, plain.count);
 
@@ -105,13 +119,14 @@ TEST_P(DecoderBackward, AdapterGradientsMatchFiniteDifferences) {
 }
 
 TEST_P(DecoderBackward, GradScaleScalesGradientsAndAccumulates) {
-  const std::string name = GetParam();
+  const auto [name, checkpointing] = GetParam();
   auto w = ModelWeights::load(test::reference_model_dir(name), LoadOptions(WeightStorage::F32));
   const TokenBatch b = test::reference_batch(name);
   DenseDelta delta;
   delta.add(*w, 0, LinearKind::Up, 9);
   Decoder dec(*w);
   dec.set_adapters(&delta);
+  dec.set_gradient_checkpointing(checkpointing);
   dec.forward_backward(b, 1.0f);
   const std::vector<float> once = delta.params.begin()->second.grad;
   dec.forward_backward(b, 0.5f);  // accumulates on top: 1.5× in total
@@ -120,9 +135,108 @@ TEST_P(DecoderBackward, GradScaleScalesGradientsAndAccumulates) {
     ASSERT_NEAR(twice[i], 1.5f * once[i], 1e-5f * (1 + std::abs(once[i])));
 }
 
+// Without checkpointing the backward reads every layer's stored activations instead of a
+// replay; both must agree exactly (same kernels on the same inputs), for the loss, every adapter
+// gradient and the gradient reaching the embeddings. Also across batches of different sizes on
+// one decoder (the store is laid out for the largest batch seen) and after switching modes.
+void expect_checkpointing_on_off_agree(const ModelWeights& w, const TokenBatch& full,
+                                       const std::string& name) {
+  TokenBatch first_row = full;  // a smaller batch: the reference batch's first row
+  first_row.rows = 1;
+  for (auto* v : {&first_row.input_ids, &first_row.position_ids, &first_row.labels}) v->resize(full.seq_len);
+  const int64_t last = w.config().num_layers - 1;
+  DenseDelta delta;
+  delta.add(w, 0, LinearKind::K, 21);
+  delta.add(w, 0, LinearKind::Gate, 22);
+  delta.add(w, last, LinearKind::Q, 23);
+  delta.add(w, last, LinearKind::Down, 24);
+
+  struct Result {
+    double loss;
+    std::vector<std::vector<float>> grads;
+    std::vector<float> d_embeddings;
+  };
+  auto run = [&](Decoder& dec, const TokenBatch& b) {
+    for (auto& [key, P] : delta.params) std::fill(P.grad.begin(), P.grad.end(), 0.0f);
+    Result r;
+    r.loss = dec.forward_backward(b, 0.25f, &r.d_embeddings).sum;
+    for (auto& [key, P] : delta.params) r.grads.push_back(P.grad);
+    return r;
+  };
+  auto expect_same = [&](const Result& a, const Result& c, const char* what) {
+    EXPECT_EQ(a.loss, c.loss) << name << " " << what;
+    ASSERT_EQ(a.grads.size(), c.grads.size());
+    for (size_t i = 0; i < a.grads.size(); ++i)
+      EXPECT_EQ(a.grads[i], c.grads[i]) << name << " " << what << " adapter " << i;
+    EXPECT_EQ(a.d_embeddings, c.d_embeddings) << name << " " << what;
+    float gmax = 0;
+    for (const auto& g : a.grads)
+      for (float v : g) gmax = std::max(gmax, std::abs(v));
+    EXPECT_GT(gmax, 0.0f) << what;  // a comparison of zeros would prove nothing
+  };
+
+  Decoder on(w), off(w);
+  on.set_adapters(&delta);
+  off.set_adapters(&delta);
+  off.set_gradient_checkpointing(false);
+  EXPECT_TRUE(on.gradient_checkpointing());
+  EXPECT_FALSE(off.gradient_checkpointing());
+  const Result on_full = run(on, full), on_row = run(on, first_row);
+  expect_same(on_full, run(off, full), "full batch");
+  expect_same(on_row, run(off, first_row), "smaller batch after a larger one");
+  off.loss(full);  // a plain forward in between must not disturb the next training pass
+  expect_same(on_full, run(off, full), "after a plain forward");
+  off.set_gradient_checkpointing(true);
+  expect_same(on_full, run(off, full), "switched back on");
+
+  // The store costs what layer_floats_per_token says, for every layer; checkpointing keeps none.
+  const int64_t n = full.tokens(), L = w.config().num_layers;
+  const int64_t store = L * n * off.layer_floats_per_token() * static_cast<int64_t>(sizeof(float));
+  EXPECT_GE(off.buffer_bytes() - on.buffer_bytes(), store);
+  EXPECT_LT(off.buffer_bytes() - on.buffer_bytes(), store + store / 10);
+}
+
+class DecoderCheckpointing : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(DecoderCheckpointing, OnAndOffAgreeBitwise) {
+  const std::string name = GetParam();
+  auto w = ModelWeights::load(test::reference_model_dir(name), LoadOptions(WeightStorage::F32));
+  expect_checkpointing_on_off_agree(*w, test::reference_batch(name), name);
+}
+
+// Qwen2 with use_sliding_window from layer 1 on: layer 0 attends to whole documents and layer 1
+// to a window of 4, so each layer's backward needs its own key_start (without checkpointing no
+// replay refills it). The reference batch's rows are longer than the window.
+TEST(DecoderCheckpointingMixedWindows, OnAndOffAgreeBitwise) {
+  namespace fs = std::filesystem;
+  const std::string base = "qwen2_tied_sharded_f32";
+  const fs::path src = test::reference_model_dir(base), dir = test::make_temp_dir("mixed-windows");
+  for (const auto& e : fs::directory_iterator(src))
+    if (e.path().filename() != "config.json") fs::create_symlink(e.path(), dir / e.path().filename());
+  std::ifstream in(src / "config.json");
+  nlohmann::json cfg = nlohmann::json::parse(in);
+  cfg["use_sliding_window"] = true;
+  cfg["max_window_layers"] = 1;
+  std::ofstream(dir / "config.json") << cfg.dump();
+  auto w = ModelWeights::load(dir.string(), LoadOptions(WeightStorage::F32));
+  ASSERT_FALSE(w->config().window_for_layer(0).has_value());
+  ASSERT_EQ(w->config().window_for_layer(1), 4);
+  const TokenBatch b = test::reference_batch(base);
+  ASSERT_GT(b.seq_len, 4);
+  expect_checkpointing_on_off_agree(*w, b, "qwen2 windows from layer 1");
+}
+
+constexpr const char* kFamilies[] = {"llama_bias_linear_rope_f32", "qwen3_headdim_f32", "mistral_window_f16",
+                                     "qwen2_tied_sharded_f32"};
+
 INSTANTIATE_TEST_SUITE_P(Families, DecoderBackward,
-                         ::testing::Values("llama_bias_linear_rope_f32", "qwen3_headdim_f32",
-                                           "mistral_window_f16", "qwen2_tied_sharded_f32"),
+                         ::testing::Combine(::testing::ValuesIn(kFamilies), ::testing::Bool()),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param)) +
+                                  (std::get<1>(info.param) ? "_checkpointed" : "_stored");
+                         });
+
+INSTANTIATE_TEST_SUITE_P(Families, DecoderCheckpointing, ::testing::ValuesIn(kFamilies),
                          [](const auto& info) { return std::string(info.param); });
 
 }  // namespace

@@ -80,22 +80,30 @@ TEST_P(TrainReference, StepsMatchPyTorch) {
     EXPECT_NEAR(r.lr, ref_lr[step], 1e-12) << "step " << step;
   }
 
-  // Final adapter: every tensor within 1e-4 relative (to the tensor's largest value).
-  double worst = 0;
+  // Final adapter: every tensor within 1e-4 relative error in norm, ‖ours − ref‖ / ‖ref‖. (An
+  // elementwise bound is the wrong yardstick here: Adam divides by √v + 1e-8, so where a
+  // gradient is ~1e-8 an f32 rounding difference of 1e-12 in it — e.g. from another summation
+  // order in attention — moves that element by lr·1e-4 however exact both sides are.)
+  double worst = 0, worst_elementwise = 0;
   for (const ParamRef& p : optimizer.params()) {
     const TensorView& t = expected.get(p.name);
     ASSERT_EQ(t.numel(), p.numel) << p.name;
     std::vector<float> ref(t.numel());
     tensor_to_f32(t, ref.data(), expected.path());
-    float scale = 0, err = 0;
+    double ref_sq = 0, err_sq = 0, scale = 0, err_max = 0;
     for (int64_t i = 0; i < p.numel; ++i) {
-      scale = std::max(scale, std::abs(ref[i]));
-      err = std::max(err, std::abs(ref[i] - p.value[i]));
+      const double d = static_cast<double>(ref[i]) - p.value[i];
+      ref_sq += static_cast<double>(ref[i]) * ref[i];
+      err_sq += d * d;
+      scale = std::max(scale, std::abs(static_cast<double>(ref[i])));
+      err_max = std::max(err_max, std::abs(d));
     }
-    const double rel = scale > 0 ? err / scale : err;
+    const double rel = ref_sq > 0 ? std::sqrt(err_sq / ref_sq) : std::sqrt(err_sq);
     worst = std::max(worst, rel);
+    worst_elementwise = std::max(worst_elementwise, scale > 0 ? err_max / scale : err_max);
     EXPECT_LT(rel, 1e-4) << p.name;
   }
+  RecordProperty("worst_elementwise_error_over_max", std::to_string(worst_elementwise));
   RecordProperty("worst_relative_adapter_error", std::to_string(worst));
 }
 

@@ -11,26 +11,14 @@
 #include "model/weights.h"
 #include "test_support.h"
 #include "train/trainer.h"
+#include "trainer_test_util.h"
 
 namespace bidora::train {
 namespace {
 
 namespace fs = std::filesystem;
 
-TrainConfig example_config(const std::string& out) {
-  TrainConfig cfg;
-  cfg.model.name_or_path = test::source_path("examples/tiny-qwen2");
-  cfg.data.train_file = test::source_path("examples/data/alpaca.jsonl");
-  cfg.output.dir = out;
-  cfg.training.epochs = 6;
-  cfg.training.batch_size = 2;
-  cfg.training.gradient_accumulation_steps = 1;
-  cfg.training.learning_rate = 2e-2;
-  cfg.training.warmup_steps = 2;
-  cfg.training.logging_steps = 1;
-  cfg.adapter.targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-  return cfg;
-}
+using test_util::example_config;
 
 TEST(Trainer, LearnsAndWritesAPeftAdapter) {
   const std::string out = test::make_temp_dir("train") + "/run";
