@@ -123,6 +123,11 @@ std::string prepare_output(const TrainConfig& cfg) {
           "--overwrite to "
           "start again, or choose another --output",
           out.string(), fs::path(checkpoints.back().second).filename().string());
+    if (fs::exists(out / "best_model"))
+      fail(
+          "{}: holds best_model/ of an earlier run; pass --overwrite to replace it or choose another "
+          "--output",
+          out.string());
   }
   // Starting again: results of an earlier run must not mix with this one's.
   std::error_code ec;

@@ -241,6 +241,21 @@ TEST(Checkpoints, WriteFailureKeepsThePreviousCheckpoint) {
   EXPECT_EQ(adapter_bytes(out), adapter_bytes(reference));
 }
 
+TEST(Checkpoints, AFreshRunKeepsAnEarlierRunsBestModel) {
+  // A run that stopped before its first checkpoint leaves only best_model/: not lost silently.
+  const std::string out = test::make_temp_dir("bestonly") + "/run";
+  fs::create_directories(out + "/best_model");
+  write_file_atomic(out + "/best_model/adapter_config.json", "{}");
+  try {
+    run_training(resume_config(out), WeightStorage::BF16);
+    FAIL() << "expected a refusal";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("best_model/"));
+    EXPECT_THAT(e.what(), HasSubstr("--overwrite"));
+  }
+  EXPECT_TRUE(fs::exists(out + "/best_model/adapter_config.json"));
+}
+
 TEST(Checkpoints, IgnoresIncompleteAndForeignDirectories) {
   const std::string out = test::make_temp_dir("list");
   for (const char* d :
