@@ -58,45 +58,19 @@ BIDORA_AVX512 inline __m512 exp512(__m512 x) {
   return _mm512_scalef_ps(y, n);
 }
 
-// C[MR × NV·16] = A[MR × kd] · Bt[kd × NV·16]; the last vector of each row is masked by `last`.
-template <int MR, int NV>
-BIDORA_AVX512 void scores_block(const float* a, int64_t lda, const float* bt, int64_t ldbt, int kd,
-                                __mmask16 last, float* c, int64_t ldc) {
-  __m512 acc[MR][NV];
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
-  for (int k = 0; k < kd; ++k) {
-    const float* bk = bt + k * ldbt;
-    __m512 b[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v)
-      b[v] = in_register(_mm512_maskz_loadu_ps(v == NV - 1 ? last : 0xFFFF, bk + 16 * v));
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      const __m512 ar = _mm512_set1_ps(a[r * lda + k]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(ar, b[v], acc[r][v]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v)
-      _mm512_mask_storeu_ps(c + r * ldc + 16 * v, v == NV - 1 ? last : 0xFFFF, acc[r][v]);
-}
-
-// C[MR × NV·16] += A(MR × n) · B[n × NV·16], A(i, j) = a[i·a_rs + j·a_cs].
-template <int MR, int NV>
-BIDORA_AVX512 void accumulate_block(const float* a, int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb,
-                                    int n, __mmask16 last, float* c, int64_t ldc) {
+// C[MR × NV·16] (+)= A(MR × n) · B[n × NV·16], A(i, j) = a[i·a_rs + j·a_cs]; the last vector of
+// each row is masked by `last`. kAccumulate false starts from zero (a score tile: A = Q rows,
+// B = Kᵀ, a_cs = 1), true adds to C (P·V and Pᵀ·dO). One kernel for both, as in the scalar file.
+template <int MR, int NV, bool kAccumulate>
+BIDORA_AVX512 void block(const float* a, int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb, int n,
+                         __mmask16 last, float* c, int64_t ldc) {
   __m512 acc[MR][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v)
-      acc[r][v] = _mm512_maskz_loadu_ps(v == NV - 1 ? last : 0xFFFF, c + r * ldc + 16 * v);
+      acc[r][v] = kAccumulate ? _mm512_maskz_loadu_ps(v == NV - 1 ? last : 0xFFFF, c + r * ldc + 16 * v)
+                              : _mm512_setzero_ps();
   for (int j = 0; j < n; ++j) {
     const float* bj = b + j * ldb;
     __m512 bv[NV];
@@ -118,79 +92,54 @@ BIDORA_AVX512 void accumulate_block(const float* a, int64_t a_rs, int64_t a_cs, 
 }
 
 // Instantiations for a run-time (rows, vectors) pair: rows 1..kMr, vectors 1..kNvMax.
-template <int MR>
-BIDORA_AVX512 void scores_rows(int nv, const float* a, int64_t lda, const float* bt, int64_t ldbt, int kd,
-                               __mmask16 last, float* c, int64_t ldc) {
+template <int MR, bool kAccumulate>
+BIDORA_AVX512 void block_rows(int nv, const float* a, int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb,
+                              int n, __mmask16 last, float* c, int64_t ldc) {
   switch (nv) {
     case 1:
-      return scores_block<MR, 1>(a, lda, bt, ldbt, kd, last, c, ldc);
+      return block<MR, 1, kAccumulate>(a, a_rs, a_cs, b, ldb, n, last, c, ldc);
     case 2:
-      return scores_block<MR, 2>(a, lda, bt, ldbt, kd, last, c, ldc);
+      return block<MR, 2, kAccumulate>(a, a_rs, a_cs, b, ldb, n, last, c, ldc);
     case 3:
-      return scores_block<MR, 3>(a, lda, bt, ldbt, kd, last, c, ldc);
+      return block<MR, 3, kAccumulate>(a, a_rs, a_cs, b, ldb, n, last, c, ldc);
     default:
-      return scores_block<MR, 4>(a, lda, bt, ldbt, kd, last, c, ldc);
-  }
-}
-
-template <int MR>
-BIDORA_AVX512 void accumulate_rows(int nv, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
-                                   int64_t ldb, int n, __mmask16 last, float* c, int64_t ldc) {
-  switch (nv) {
-    case 1:
-      return accumulate_block<MR, 1>(a, a_rs, a_cs, b, ldb, n, last, c, ldc);
-    case 2:
-      return accumulate_block<MR, 2>(a, a_rs, a_cs, b, ldb, n, last, c, ldc);
-    case 3:
-      return accumulate_block<MR, 3>(a, a_rs, a_cs, b, ldb, n, last, c, ldc);
-    default:
-      return accumulate_block<MR, 4>(a, a_rs, a_cs, b, ldb, n, last, c, ldc);
+      return block<MR, 4, kAccumulate>(a, a_rs, a_cs, b, ldb, n, last, c, ldc);
   }
 }
 
 // The last rows % kMr rows of a call: one block of R rows, R chosen at run time.
-template <int R>
-BIDORA_AVX512 void scores_tail(int rows, int nv, const float* a, int64_t lda, const float* bt, int64_t ldbt,
-                               int kd, __mmask16 last, float* c, int64_t ldc) {
+template <int R, bool kAccumulate>
+BIDORA_AVX512 void block_tail(int rows, int nv, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
+                              int64_t ldb, int n, __mmask16 last, float* c, int64_t ldc) {
   if constexpr (R > 0) {
-    if (rows == R) return scores_rows<R>(nv, a, lda, bt, ldbt, kd, last, c, ldc);
-    scores_tail<R - 1>(rows, nv, a, lda, bt, ldbt, kd, last, c, ldc);
+    if (rows == R) return block_rows<R, kAccumulate>(nv, a, a_rs, a_cs, b, ldb, n, last, c, ldc);
+    block_tail<R - 1, kAccumulate>(rows, nv, a, a_rs, a_cs, b, ldb, n, last, c, ldc);
   }
 }
 
-template <int R>
-BIDORA_AVX512 void accumulate_tail(int rows, int nv, const float* a, int64_t a_rs, int64_t a_cs,
-                                   const float* b, int64_t ldb, int n, __mmask16 last, float* c,
-                                   int64_t ldc) {
-  if constexpr (R > 0) {
-    if (rows == R) return accumulate_rows<R>(nv, a, a_rs, a_cs, b, ldb, n, last, c, ldc);
-    accumulate_tail<R - 1>(rows, nv, a, a_rs, a_cs, b, ldb, n, last, c, ldc);
-  }
-}
-
-BIDORA_AVX512 void scores_avx512(const float* a, int64_t lda, const float* bt, int64_t ldbt, int m, int kd,
-                                 int n, float* c, int64_t ldc) {
-  for (int j0 = 0; j0 < n; j0 += kCols) {
-    const int nj = std::min(kCols, n - j0), nv = (nj + 15) / 16;
-    const __mmask16 last = tail_mask(nj - 16 * (nv - 1));
-    int i = 0;
-    for (; i + kMr <= m; i += kMr)
-      scores_rows<kMr>(nv, a + i * lda, lda, bt + j0, ldbt, kd, last, c + i * ldc + j0, ldc);
-    scores_tail<kMr - 1>(m - i, nv, a + i * lda, lda, bt + j0, ldbt, kd, last, c + i * ldc + j0, ldc);
-  }
-}
-
-BIDORA_AVX512 void accumulate_avx512(const float* a, int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb,
-                                     int m, int n, int width, float* c, int64_t ldc) {
+// C[m × width] (+)= A(m × n) · B[n × width], in column strips of kCols and row blocks of kMr.
+template <bool kAccumulate>
+BIDORA_AVX512 void matmul(const float* a, int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb, int m,
+                          int n, int width, float* c, int64_t ldc) {
   for (int x0 = 0; x0 < width; x0 += kCols) {
     const int nx = std::min(kCols, width - x0), nv = (nx + 15) / 16;
     const __mmask16 last = tail_mask(nx - 16 * (nv - 1));
     int i = 0;
     for (; i + kMr <= m; i += kMr)
-      accumulate_rows<kMr>(nv, a + i * a_rs, a_rs, a_cs, b + x0, ldb, n, last, c + i * ldc + x0, ldc);
-    accumulate_tail<kMr - 1>(m - i, nv, a + i * a_rs, a_rs, a_cs, b + x0, ldb, n, last, c + i * ldc + x0,
-                             ldc);
+      block_rows<kMr, kAccumulate>(nv, a + i * a_rs, a_rs, a_cs, b + x0, ldb, n, last, c + i * ldc + x0, ldc);
+    block_tail<kMr - 1, kAccumulate>(m - i, nv, a + i * a_rs, a_rs, a_cs, b + x0, ldb, n, last,
+                                     c + i * ldc + x0, ldc);
   }
+}
+
+BIDORA_AVX512 void scores_avx512(const float* a, int64_t lda, const float* bt, int64_t ldbt, int m, int kd,
+                                 int n, float* c, int64_t ldc) {
+  matmul<false>(a, lda, 1, bt, ldbt, m, kd, n, c, ldc);
+}
+
+BIDORA_AVX512 void accumulate_avx512(const float* a, int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb,
+                                     int m, int n, int width, float* c, int64_t ldc) {
+  matmul<true>(a, a_rs, a_cs, b, ldb, m, n, width, c, ldc);
 }
 
 BIDORA_AVX512 float max_avx512(const float* x, int n) {

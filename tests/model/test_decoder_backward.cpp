@@ -212,7 +212,8 @@ TEST(DecoderCheckpointingMixedWindows, OnAndOffAgreeBitwise) {
   const std::string base = "qwen2_tied_sharded_f32";
   const fs::path src = test::reference_model_dir(base), dir = test::make_temp_dir("mixed-windows");
   for (const auto& e : fs::directory_iterator(src))
-    if (e.path().filename() != "config.json") fs::create_symlink(e.path(), dir / e.path().filename());
+    if (e.path().filename() != "config.json")  // absolute: the reference dir may be given relative
+      fs::create_symlink(fs::absolute(e.path()), dir / e.path().filename());
   std::ifstream in(src / "config.json");
   nlohmann::json cfg = nlohmann::json::parse(in);
   cfg["use_sliding_window"] = true;
