@@ -259,8 +259,6 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
     for (const auto& e : st.log_history) lines += e.dump() + "\n";
     write_file_atomic(metrics_path, lines);
     result.resumed_from_step = st.global_step;
-    result.first_loss = st.first_loss;
-    result.best_val_loss = st.best_metric;
     event(fmt::format("Resumed from {} (step {}/{})", resume_dir, st.global_step, total_steps));
   } else {
     write_file_atomic(metrics_path, "");
@@ -292,17 +290,21 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
     write_plot();
     if (callbacks.on_log) callbacks.on_log(entry);
   };
+  // Failures name the newest complete checkpoint: what is still good to resume from.
+  auto newest_checkpoint = [&]() -> std::optional<std::string> {
+    const auto kept = list_checkpoints(out.string());
+    return kept.empty() ? std::nullopt : std::optional(kept.back().second);
+  };
   // A failed save stops the run with what failed and what is still good.
   auto saving = [&](const std::string& what, const std::function<void()>& write) {
     try {
       write();
     } catch (const Error& e) {
-      const auto kept = list_checkpoints(out.string());
+      const auto kept = newest_checkpoint();
       fail("saving {} failed: {}\n{}", what, e.what(),
-           kept.empty()
-               ? std::string("no earlier checkpoint exists")
-               : fmt::format("the previous checkpoint {} is intact: free space and continue with --resume",
-                             kept.back().second));
+           kept ? fmt::format("the previous checkpoint {} is intact: free space and continue with --resume",
+                              *kept)
+                : std::string("no earlier checkpoint exists"));
     }
   };
   auto save_checkpoint_now = [&](int64_t step) {
@@ -324,11 +326,12 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
   const int64_t save_every = cfg.training.save_steps;
 
   int64_t step = st.global_step;
-  for (int64_t epoch = st.epoch_index; step < total_steps; ++epoch) {
+  // A stop request ends both loops after its checkpoint; the bookkeeping below is shared.
+  for (int64_t epoch = st.epoch_index; step < total_steps && !result.interrupted; ++epoch) {
     const auto epoch_batches = data::plan_epoch(train_lengths, plan, epoch);
     const int64_t n_batches = static_cast<int64_t>(epoch_batches.size());
-    for (int64_t g = epoch == st.epoch_index ? st.next_batch : 0; g < n_batches && step < total_steps;
-         g += accum) {
+    for (int64_t g = epoch == st.epoch_index ? st.next_batch : 0;
+         g < n_batches && step < total_steps && !result.interrupted; g += accum) {
       std::vector<TokenBatch> micro;
       for (int64_t i = g; i < std::min(n_batches, g + accum); ++i)
         micro.push_back(
@@ -341,16 +344,16 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
       try {
         r = train_step(decoder, runtime, micro, *optimizer, schedule, so);
       } catch (const Error& e) {
-        const auto kept = list_checkpoints(out.string());
+        const auto kept = newest_checkpoint();
         fail("{}\n{}", e.what(),
-             kept.empty() ? std::string("no checkpoint was saved before this step")
-                          : fmt::format("the last good checkpoint is {}", kept.back().second));
+             kept ? fmt::format("the last good checkpoint is {}", *kept)
+                  : std::string("no checkpoint was saved before this step"));
       }
       for (const TokenBatch& b : micro) st.tokens_seen += b.tokens();  // processed, padding included
       st.window_loss += r.loss;
       ++st.window_steps;
       ++step;
-      if (step == 1) st.first_loss = result.first_loss = r.loss;
+      if (step == 1) st.first_loss = r.loss;
       st.global_step = step;
       st.epoch = static_cast<double>(step) / steps_per_epoch;
       st.epoch_index = g + accum < n_batches ? epoch : epoch + 1;
@@ -385,21 +388,16 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
         st.window_loss = 0;
         st.window_steps = 0;
       }
-      const bool stop = callbacks.stop_requested && callbacks.stop_requested->load();
-      if ((save_every > 0 && step % save_every == 0) || (stop && step < total_steps))
-        save_checkpoint_now(step);
-      if (stop && step < total_steps) {
-        result.interrupted = true;
-        result.steps = step;
-        result.best_val_loss = st.best_metric;
-        result.tokens_per_second = static_cast<double>(st.tokens_seen) / std::max(1e-9, seconds());
-        return result;
-      }
+      // A stop at the last step needs no checkpoint: the run is finishing anyway.
+      result.interrupted = step < total_steps && callbacks.stop_requested && callbacks.stop_requested->load();
+      if ((save_every > 0 && step % save_every == 0) || result.interrupted) save_checkpoint_now(step);
     }
   }
   result.steps = step;
+  result.first_loss = st.first_loss;
   result.best_val_loss = st.best_metric;
   result.tokens_per_second = static_cast<double>(st.tokens_seen) / std::max(1e-9, seconds());
+  if (result.interrupted) return result;
   const std::string final_dir = (out / "final_model").string();
   saving("the final model", [&] {
     replace_directory(final_dir, [&](const std::string& tmp) {
