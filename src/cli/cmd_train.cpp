@@ -80,6 +80,10 @@ void run(const ConfigOptions& options) {
         "step {:>5}/{} | epoch {:5.2f} | loss {:.4f} | lr {:.3e} | grad {:.3f} | {:.0f} tok/s | ETA {}",
         e.step, e.total_steps, e.epoch, e.loss, e.lr, e.grad_norm, e.tokens_per_second, format_duration(eta));
     if (e.val_loss) line += fmt::format(" | eval loss {:.4f} ppl {:.2f}", *e.val_loss, std::exp(*e.val_loss));
+    if (!e.phase.empty()) line = fmt::format("{:<7} ", e.phase) + line;
+    if (e.upper && e.phase == "search")
+      line += fmt::format(" | magnitude: val loss {:.4f} hypergrad {:.3f}", e.upper->val_loss,
+                          e.upper->hypergrad_norm);
     bar.print(line, progress_state(e));
   };
   StopSignalGuard signals;

@@ -274,7 +274,7 @@ std::vector<FieldInfo> build_fields() {
   f.push_back(int_field("training.save_total_limit", BIDORA_MEMBER(training.save_total_limit), closed(0, 1e6),
                         "--save-total-limit", "Checkpoints to keep (0 = all)"));
   f.push_back(int_field("training.max_steps", BIDORA_MEMBER(training.max_steps), at_least(-1), "--max-steps",
-                        "Stop after N optimizer steps (-1 = run all epochs)"));
+                        "Stop after N optimizer steps (-1 = run all epochs; BiDoRA: per phase)"));
   f.push_back(int_field("training.bidora.lower_steps", BIDORA_MEMBER(training.bidora.lower_steps),
                         closed(1, 100), "--lower-steps", "BiDoRA: direction steps per magnitude step"));
   f.push_back(float_field("training.bidora.upper_lr_mult", BIDORA_MEMBER(training.bidora.upper_lr_mult),
@@ -289,6 +289,10 @@ std::vector<FieldInfo> build_fields() {
   f.push_back(int_field("training.bidora.retrain_epochs", BIDORA_MEMBER(training.bidora.retrain_epochs),
                         closed(0, 100), "--retrain-epochs",
                         "BiDoRA: final epochs on train+val with magnitudes frozen (0 = skip)"));
+  f.push_back(bool_field("training.bidora.retrain_from_init", BIDORA_MEMBER(training.bidora.retrain_from_init),
+                         "--retrain-from-init",
+                         "BiDoRA: retrain the directions from their initial values (as the official code) "
+                         "instead of continuing from the searched ones"));
   // data
   f.push_back(string_field("data.train_file", BIDORA_MEMBER(data.train_file), "-t,--train-file",
                            "Training data (JSONL)"));

@@ -69,6 +69,10 @@ struct BiDoRASection {
   double fd_alpha = 0.01;      // finite-difference step: eps = fd_alpha / ||v|| (Betty darts_alpha)
   double orth_reg = 1e-5;      // weight of the direction orthogonality regulariser
   int64_t retrain_epochs = 1;  // final phase on train + val with magnitudes frozen (0 = skip)
+  // Where the final phase starts the directions: false = from the searched ones ("further
+  // trained", as the paper's reviewers describe it), true = from their initial values (the
+  // official code retrains a copy taken before the search).
+  bool retrain_from_init = false;
   bool operator==(const BiDoRASection&) const = default;
 };
 

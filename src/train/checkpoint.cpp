@@ -64,11 +64,12 @@ nlohmann::ordered_json state_to_json(const TrainerState& s) {
       {"note",
        "counter-based: epoch order = f(seed, epoch_index), dropout masks = f(seed, step, micro-batch, "
        "row); no generator state to save"}};
-  j["progress"] = {{"tokens_seen", s.tokens_seen},
-                   {"elapsed_seconds", s.elapsed_seconds},
-                   {"window_loss", s.window_loss},
-                   {"window_steps", s.window_steps},
-                   {"first_loss", s.first_loss}};
+  j["progress"] = {{"tokens_seen", s.tokens_seen},   {"elapsed_seconds", s.elapsed_seconds},
+                   {"window_loss", s.window_loss},   {"window_steps", s.window_steps},
+                   {"window_upper", s.window_upper}, {"first_loss", s.first_loss}};
+  if (!s.phase.empty())
+    j["bidora"] = {{"phase", s.phase},
+                   {"val_position", {{"epoch_index", s.val_epoch_index}, {"next_batch", s.val_next_batch}}}};
   j["run"] = s.run;
   return j;
 }
@@ -103,9 +104,26 @@ TrainerState state_from_json(const nlohmann::json& j, const std::string& src) {
   s.window_loss = get_number(p, "window_loss", psrc);
   s.window_steps = get_int(p, "window_steps", psrc);
   s.first_loss = get_number(p, "first_loss", psrc);
+  if (p.contains("window_upper")) {
+    BIDORA_CHECK(p["window_upper"].is_null() || p["window_upper"].is_object(),
+                 "{}: 'window_upper' must be null or an object", psrc);
+    s.window_upper = nlohmann::ordered_json::parse(p["window_upper"].dump());
+  }
   BIDORA_CHECK(s.global_step >= 0 && s.epoch_index >= 0 && s.next_batch >= 0 && s.window_steps >= 0 &&
                    s.tokens_seen >= 0,
                "{}: negative step, position or count", src);
+  if (j.contains("bidora")) {
+    const auto& b = j["bidora"];
+    const std::string bsrc = src + " bidora";
+    BIDORA_CHECK(b.is_object(), "{}: expected an object", bsrc);
+    s.phase = get_string(b, "phase", bsrc);
+    BIDORA_CHECK(s.phase == "search" || s.phase == "retrain", "{}: phase '{}' (expected search or retrain)",
+                 bsrc, s.phase);
+    const auto& vp = require(b, "val_position", bsrc);
+    s.val_epoch_index = get_int(vp, "epoch_index", bsrc + " val_position");
+    s.val_next_batch = get_int(vp, "next_batch", bsrc + " val_position");
+    BIDORA_CHECK(s.val_epoch_index >= 0 && s.val_next_batch >= 0, "{}: negative validation position", bsrc);
+  }
   s.run = nlohmann::ordered_json::parse(require(j, "run", src).dump());
   return s;
 }
@@ -152,18 +170,17 @@ std::string checkpoint_dir_name(int64_t step) {
 }
 
 void save_checkpoint(const std::string& dir, const AdapterSet& adapters, const std::string& base_model,
-                     const Optimizer& optimizer, const LrSchedule& schedule, const TrainerState& state) {
+                     std::span<const OptimizerSlot> optimizers, const TrainerState& state) {
   replace_directory(dir, [&](const std::string& tmp) {
     write_peft_adapter_files(tmp, adapters, base_model);
-    save_optimizer_state((fs::path(tmp) / kOptimizerFile).string(), optimizer, schedule);
+    for (const OptimizerSlot& o : optimizers)
+      save_optimizer_state((fs::path(tmp) / o.file).string(), *o.optimizer, *o.schedule);
     // Last: a directory with trainer_state.json is complete (list_checkpoints relies on it).
     write_file_atomic((fs::path(tmp) / kStateFile).string(), state_to_json(state).dump(2) + "\n");
   });
 }
 
-TrainerState load_checkpoint(const std::string& dir, AdapterSet& adapters,
-                             const std::vector<LayerWeights>& layers, Optimizer& optimizer,
-                             const LrSchedule& schedule, const nlohmann::ordered_json& run) {
+TrainerState load_trainer_state(const std::string& dir, const nlohmann::ordered_json& run) {
   const std::string state_path = (fs::path(dir) / kStateFile).string();
   BIDORA_CHECK(fs::is_directory(dir), "{}: no such checkpoint directory", dir);
   BIDORA_CHECK(fs::exists(state_path), "{}: missing (not a complete bidora checkpoint)", state_path);
@@ -174,14 +191,21 @@ TrainerState load_checkpoint(const std::string& dir, AdapterSet& adapters,
         "or "
         "start a new run with --overwrite",
         state_path, fmt::join(diff, "\n  "));
+  return state;
+}
+
+void load_checkpoint_values(const std::string& dir, AdapterSet& adapters,
+                            const std::vector<LayerWeights>& layers,
+                            std::span<const OptimizerSlot> optimizers) {
   const std::string adapter_src = (fs::path(dir) / "adapter_model.safetensors").string();
   adapters.assign_values(read_peft_adapter(dir, layers), adapter_src);
-  const std::string opt_path = (fs::path(dir) / kOptimizerFile).string();
-  BIDORA_CHECK(fs::exists(opt_path), "{}: missing (not a complete bidora checkpoint)", opt_path);
-  const int64_t opt_step = load_optimizer_state(opt_path, optimizer, schedule);
-  BIDORA_CHECK(opt_step == state.global_step, "{}: optimiser step {} but {} says global_step {}", opt_path,
-               opt_step, state_path, state.global_step);
-  return state;
+  for (const OptimizerSlot& o : optimizers) {
+    const std::string opt_path = (fs::path(dir) / o.file).string();
+    BIDORA_CHECK(fs::exists(opt_path), "{}: missing (not a complete bidora checkpoint)", opt_path);
+    const int64_t opt_step = load_optimizer_state(opt_path, *o.optimizer, *o.schedule);
+    BIDORA_CHECK(opt_step == o.expected_step, "{}: optimiser step {} but {} implies {}", opt_path, opt_step,
+                 (fs::path(dir) / kStateFile).string(), o.expected_step);
+  }
 }
 
 std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& out_dir) {

@@ -13,6 +13,7 @@
 // seed and the data position restore every random choice an uninterrupted run would make.
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -41,8 +42,14 @@ struct TrainerState {
   // interruption.
   double window_loss = 0;
   int64_t window_steps = 0;
+  // BiDoRA: the figures of the newest magnitude step since the last log entry (null if none).
+  nlohmann::ordered_json window_upper;
   double first_loss = 0;
-  std::optional<double> best_metric;                // lowest evaluation loss so far
+  std::optional<double> best_metric;  // lowest evaluation loss so far
+  // BiDoRA only: the phase of the next step ("search" or "retrain"; empty for LoRA / DoRA) and
+  // the position in the validation stream the magnitude steps draw from.
+  std::string phase;
+  int64_t val_epoch_index = 0, val_next_batch = 0;
   std::vector<nlohmann::ordered_json> log_history;  // the metrics.jsonl entries up to global_step
   // What decides the trajectory: configuration values, the resolved weight storage and a hash of
   // the tokenised training data (run_fingerprint). A resume with any of them changed is refused.
@@ -59,17 +66,30 @@ uint64_t fnv1a64(const void* data, size_t bytes, uint64_t h = 0xcbf29ce484222325
 
 std::string checkpoint_dir_name(int64_t step);  // "checkpoint-20"
 
+// An optimiser saved in a checkpoint: "optimizer.safetensors" for the (lower-level) adapter
+// optimiser, "upper_optimizer.safetensors" for BiDoRA's magnitude optimiser.
+struct OptimizerSlot {
+  std::string file;
+  Optimizer* optimizer = nullptr;
+  const LrSchedule* schedule = nullptr;
+  int64_t expected_step = 0;  // loading: the step count the trainer state implies
+};
+
 // Writes `dir` atomically. Throws Error naming the file and the OS reason when a write fails;
 // an existing checkpoint at `dir` and every other one are untouched then.
 void save_checkpoint(const std::string& dir, const AdapterSet& adapters, const std::string& base_model,
-                     const Optimizer& optimizer, const LrSchedule& schedule, const TrainerState& state);
+                     std::span<const OptimizerSlot> optimizers, const TrainerState& state);
 
-// Restores adapter values and optimiser state in place and returns the trainer state. Checks
-// that the checkpoint is complete, that its fingerprint equals `run` (naming every field that
-// differs) and that adapter and optimiser match this run; Error naming the file otherwise.
-TrainerState load_checkpoint(const std::string& dir, AdapterSet& adapters,
-                             const std::vector<LayerWeights>& layers, Optimizer& optimizer,
-                             const LrSchedule& schedule, const nlohmann::ordered_json& run);
+// Reads the trainer state of `dir`, checking that the checkpoint is complete and that its
+// fingerprint equals `run` (naming every field that differs); Error naming the file otherwise.
+TrainerState load_trainer_state(const std::string& dir, const nlohmann::ordered_json& run);
+
+// Restores adapter values and optimiser states in place. Checks that adapter and optimisers
+// match this run and that each optimiser's step count is its expected_step; Error naming the
+// file otherwise.
+void load_checkpoint_values(const std::string& dir, AdapterSet& adapters,
+                            const std::vector<LayerWeights>& layers,
+                            std::span<const OptimizerSlot> optimizers);
 
 // The complete checkpoint-<step> directories of `out_dir` (those with a trainer_state.json), by
 // ascending step. Temporary directories of interrupted saves are ignored.

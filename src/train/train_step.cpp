@@ -8,27 +8,38 @@
 
 namespace bidora::train {
 
+ParamRef adapter_param(LoraLayer& l, AdapterTensor which) {
+  std::vector<float>& value = which == AdapterTensor::A ? l.A : which == AdapterTensor::B ? l.B : l.m;
+  std::vector<float>& grad = which == AdapterTensor::A ? l.dA : which == AdapterTensor::B ? l.dB : l.dm;
+  ParamRef p;
+  p.name = peft_tensor_key(l.layer(), l.kind(), which);
+  p.value = value.data();
+  p.grad = grad.data();
+  p.numel = static_cast<int64_t>(value.size());
+  p.decay = hf_trainer_decays(p.name);
+  return p;
+}
+
 std::vector<ParamRef> adapter_params(AdapterSet& set) {
   std::vector<ParamRef> params;
-  auto add = [&](LoraLayer* l, AdapterTensor which, std::vector<float>& value, std::vector<float>& grad) {
-    ParamRef p;
-    p.name = peft_tensor_key(l->layer(), l->kind(), which);
-    p.value = value.data();
-    p.grad = grad.data();
-    p.numel = static_cast<int64_t>(value.size());
-    p.decay = hf_trainer_decays(p.name);
-    params.push_back(std::move(p));
-  };
   for (LoraLayer* l : set.all()) {
-    add(l, AdapterTensor::A, l->A, l->dA);
-    add(l, AdapterTensor::B, l->B, l->dB);
-    if (l->dora()) add(l, AdapterTensor::Magnitude, l->m, l->dm);
+    params.push_back(adapter_param(*l, AdapterTensor::A));
+    params.push_back(adapter_param(*l, AdapterTensor::B));
+    if (l->dora()) params.push_back(adapter_param(*l, AdapterTensor::Magnitude));
   }
   return params;
 }
 
 void zero_adapter_grads(AdapterSet& set) {
   for (LoraLayer* l : set.all()) l->zero_grad();
+}
+
+DropoutKey micro_batch_dropout_key(uint64_t seed, int64_t step, int64_t micro_batches, int64_t index) {
+  DropoutKey key;
+  key.seed = seed;
+  key.step =
+      static_cast<uint64_t>(step) * static_cast<uint64_t>(micro_batches) + static_cast<uint64_t>(index);
+  return key;
 }
 
 int64_t trained_label_count(const TokenBatch& b) {
@@ -47,17 +58,23 @@ StepResult train_step(Decoder& decoder, AdapterRuntime& runtime, std::span<const
     fail("training step {}: no trained labels in its {} micro-batches", opts.step, micro_batches.size());
 
   zero_adapter_grads(runtime.set());
+  runtime.set_wants(opts.wants);
   const float scale = 1.0f / static_cast<float>(r.tokens);
   double loss_sum = 0;
   for (size_t i = 0; i < micro_batches.size(); ++i) {
     AdapterMode mode;
     mode.training = true;
-    mode.dropout.seed = opts.seed;
-    mode.dropout.step = static_cast<uint64_t>(opts.step) * micro_batches.size() + i;
+    mode.dropout =
+        micro_batch_dropout_key(opts.seed, opts.step, static_cast<int64_t>(micro_batches.size()), i);
     runtime.set_mode(mode);
     loss_sum += decoder.forward_backward(micro_batches[i], scale).sum;
   }
+  runtime.set_wants({});
   r.loss = loss_sum / static_cast<double>(r.tokens);
+  if (opts.regulariser) {
+    r.regulariser = opts.regulariser();
+    r.loss += r.regulariser;
+  }
   const std::vector<ParamRef>& params = optimizer.params();
   r.grad_norm = opts.max_grad_norm > 0 ? clip_grad_norm(params, opts.max_grad_norm) : grad_norm(params);
   // A non-finite loss or gradient would poison every parameter and optimiser moment: stop before

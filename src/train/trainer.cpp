@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "adapters/adapter_runtime.h"
+#include "adapters/direction_regulariser.h"
 #include "adapters/peft_io.h"
 #include "core/backend.h"
 #include "core/error.h"
@@ -14,21 +15,23 @@
 #include "data/batch.h"
 #include "data/dataset.h"
 #include "tokenizer/tokenizer.h"
+#include "train/bilevel.h"
 #include "train/checkpoint.h"
 #include "train/metrics_plot.h"
 #include "train/optim_optimizer.h"
 #include "train/train_step.h"
+#include "train/trainer_output.h"
 
 namespace bidora::train {
 namespace fs = std::filesystem;
 
 namespace {
 
+// BiDoRA trains DoRA adapters (a different optimisation, the same parameterisation), so its
+// result is a standard PEFT DoRA adapter.
 AdapterConfig adapter_config_from(const AdapterSection& a) {
-  if (a.method == AdapterMethod::BiDoRA)
-    fail("adapter.method = bidora is not available yet; use lora or dora");
   AdapterConfig c;
-  c.method = a.method == AdapterMethod::DoRA ? LoraVariant::DoRA : LoraVariant::LoRA;
+  c.method = a.method == AdapterMethod::LoRA ? LoraVariant::LoRA : LoraVariant::DoRA;
   c.r = a.r;
   c.alpha = a.alpha;
   c.dropout = a.dropout;
@@ -72,89 +75,8 @@ std::vector<TokenBatch> batches_in_order(const std::vector<data::TokenizedExampl
   return out;
 }
 
-// The files a user needs next to the adapter to run it: the tokenizer of the base model.
-void copy_tokenizer_files(const std::string& model_dir, const std::string& out_dir) {
-  for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                           "generation_config.json", "chat_template.jinja"}) {
-    const fs::path src = fs::path(model_dir) / name;
-    if (fs::exists(src)) write_file_atomic((fs::path(out_dir) / name).string(), read_file(src.string()));
-  }
-}
-
-void write_model_card(const std::string& dir, const TrainConfig& cfg, const TrainResult& r,
-                      const std::string& shown_dir) {
-  std::string card = fmt::format(
-      "# {} adapter for {}\n\nTrained with bidora.\n\n"
-      "- method: {}, r = {}, alpha = {}, dropout = {}, rsLoRA: {}\n- targets: {}\n"
-      "- data: {} ({} optimiser steps)\n- learning rate {} ({} schedule, {} warmup steps), batch {} x {} "
-      "accumulation\n"
-      "- final training loss {:.4f}{}\n\n"
-      "Load it with PEFT: `PeftModel.from_pretrained(base_model, \"{}\")`.\n",
-      to_string(cfg.adapter.method), cfg.model.name_or_path, to_string(cfg.adapter.method), cfg.adapter.r,
-      cfg.adapter.alpha, cfg.adapter.dropout, cfg.adapter.use_rslora ? "yes" : "no",
-      fmt::join(cfg.adapter.targets, ", "), cfg.data.train_file, r.steps, cfg.training.learning_rate,
-      to_string(cfg.training.lr_scheduler), cfg.training.warmup_steps, cfg.training.batch_size,
-      cfg.training.gradient_accumulation_steps, r.last_loss,
-      r.best_val_loss ? fmt::format(", best validation loss {:.4f}", *r.best_val_loss) : "", shown_dir);
-  write_file_atomic((fs::path(dir) / "README.md").string(), card);
-}
-
-// How the output directory is prepared: a fresh run needs it free of earlier results (or
-// --overwrite, which clears them); a resume needs the checkpoint to continue from.
-std::string prepare_output(const TrainConfig& cfg) {
-  const fs::path out(cfg.output.dir);
-  const auto checkpoints = list_checkpoints(out.string());
-  if (!cfg.output.resume.empty()) {
-    if (cfg.output.resume != "latest") return cfg.output.resume;
-    if (checkpoints.empty())
-      fail("--resume: {} holds no checkpoint-<step> directory to continue from", out.string());
-    return checkpoints.back().second;
-  }
-  const bool finished = fs::exists(out / "final_model" / "adapter_config.json");
-  if (!cfg.output.overwrite) {
-    if (finished)
-      fail(
-          "{}: already holds a finished run (final_model/); pass --overwrite to replace it or choose another "
-          "--output",
-          out.string());
-    if (!checkpoints.empty())
-      fail(
-          "{}: holds checkpoints of an unfinished run (newest: {}); pass --resume to continue it, "
-          "--overwrite to "
-          "start again, or choose another --output",
-          out.string(), fs::path(checkpoints.back().second).filename().string());
-    if (fs::exists(out / "best_model"))
-      fail(
-          "{}: holds best_model/ of an earlier run; pass --overwrite to replace it or choose another "
-          "--output",
-          out.string());
-  }
-  // Starting again: results of an earlier run must not mix with this one's.
-  std::error_code ec;
-  for (const auto& [step, dir] : checkpoints) fs::remove_all(dir, ec);
-  for (const char* stale : {"best_model", "final_model"}) fs::remove_all(out / stale, ec);
-  fs::remove(out / "metrics.jsonl", ec);
-  return "";
-}
-
-nlohmann::ordered_json log_entry_json(const TrainLog& entry) {
-  nlohmann::ordered_json j{{"step", entry.step},
-                           {"epoch", entry.epoch},
-                           {"loss", entry.loss},
-                           {"grad_norm", entry.grad_norm},
-                           {"learning_rate", entry.lr},
-                           {"tokens_per_second", entry.tokens_per_second},
-                           {"elapsed_seconds", entry.elapsed_seconds}};
-  if (entry.val_loss) {
-    j["eval_loss"] = *entry.val_loss;
-    j["eval_perplexity"] = std::exp(*entry.val_loss);
-  }
-  return j;
-}
-
-// Hash of the tokenised training examples (ids and loss mask), for the resume fingerprint.
-uint64_t data_hash(const std::vector<data::TokenizedExample>& examples) {
-  uint64_t h = fnv1a64(nullptr, 0);
+// Hash of tokenised examples (ids and loss mask), for the resume fingerprint.
+uint64_t data_hash(const std::vector<data::TokenizedExample>& examples, uint64_t h = fnv1a64(nullptr, 0)) {
   for (const auto& e : examples) {
     const int64_t n = static_cast<int64_t>(e.ids.size());
     h = fnv1a64(&n, sizeof n, h);
@@ -163,6 +85,39 @@ uint64_t data_hash(const std::vector<data::TokenizedExample>& examples) {
   }
   return h;
 }
+
+// The newest magnitude step of a log window, kept in the trainer state (so a resumed run logs
+// what the uninterrupted one would).
+nlohmann::ordered_json upper_to_json(const TrainLog::Upper& u) {
+  return {{"val_loss", u.val_loss},
+          {"hypergrad_norm", u.hypergrad_norm},
+          {"direct_norm", u.direct_norm},
+          {"implicit_norm", u.implicit_norm},
+          {"eps", u.eps},
+          {"lr", u.lr}};
+}
+
+std::optional<TrainLog::Upper> upper_from_json(const nlohmann::ordered_json& j) {
+  if (!j.is_object()) return std::nullopt;
+  return TrainLog::Upper{j.value("val_loss", 0.0),    j.value("hypergrad_norm", 0.0),
+                         j.value("direct_norm", 0.0), j.value("implicit_norm", 0.0),
+                         j.value("eps", 0.0),         j.value("lr", 0.0)};
+}
+
+// The data and step range of one phase of a run. LoRA / DoRA have one phase; BiDoRA has the
+// search phase (directions on the training split, magnitudes on the validation split) and the
+// retraining phase (directions on training + validation data, magnitudes frozen).
+struct Phase {
+  std::string name;  // "" (LoRA / DoRA), "search" or "retrain"
+  const std::vector<data::TokenizedExample>* examples = nullptr;
+  std::vector<data::Row> rows;
+  std::vector<int64_t> lengths;
+  int64_t steps_per_epoch = 0;
+  int64_t first_step = 0, steps = 0;  // global steps [first_step, first_step + steps)
+  uint64_t dropout_seed = 0;
+  bool evaluate = true;  // the validation data is held out in this phase
+  int64_t end() const { return first_step + steps; }
+};
 
 }  // namespace
 
@@ -184,6 +139,9 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
   auto event = [&](const std::string& text) {
     if (callbacks.on_event) callbacks.on_event(text);
   };
+  const bool bilevel = cfg.adapter.method == AdapterMethod::BiDoRA;
+  const BiDoRASection& bcfg = cfg.training.bidora;
+  const uint64_t seed = static_cast<uint64_t>(cfg.training.seed);
 
   // Model and tokenizer.
   auto weights = ModelWeights::load(cfg.model.name_or_path, LoadOptions(storage));
@@ -196,34 +154,67 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
   dopt.val_file = cfg.data.val_file;
   dopt.val_ratio = cfg.data.val_file.empty() ? cfg.data.val_split_ratio : 0.0;
   dopt.max_samples = cfg.data.max_samples;
-  dopt.seed = static_cast<uint64_t>(cfg.training.seed);
+  dopt.seed = seed;
   dopt.max_seq_len = cfg.training.max_seq_len;
   dopt.train_on_prompt = cfg.data.train_on_prompt;
   dopt.bad_lines = cfg.data.skip_bad_lines ? data::BadLinePolicy::Skip : data::BadLinePolicy::Stop;
   const data::TrainingData td = data::load_training_data(codec, dopt);
   if (td.train.empty()) fail("{}: no training examples", cfg.data.train_file);
-  const std::vector<data::Row> train_rows =
-      data::make_rows(td.train, cfg.data.packing, cfg.training.max_seq_len);
-  const std::vector<int64_t> train_lengths = data::row_lengths(train_rows);
   const std::vector<data::Row> val_rows = data::make_rows(td.val, false, cfg.training.max_seq_len);
+  if (bilevel && val_rows.empty())
+    fail(
+        "adapter.method = bidora trains the magnitudes on validation data, but {} left no validation example "
+        "(set data.val_file, or a larger data.val_split_ratio)",
+        cfg.data.val_file.empty() ? cfg.data.train_file : cfg.data.val_file);
   // Padding is masked by length, never by id, so any valid id will do when the tokenizer has none.
   const int32_t pad_id = codec.pad_id < 0 ? 0 : codec.pad_id;
   const std::vector<TokenBatch> val_batches =
       batches_in_order(td.val, val_rows, cfg.training.batch_size, pad_id);
 
-  // Step plan: an optimiser step per `accum` batches (a final partial group still steps, as HF).
+  // Phases: an optimiser step per `accum` batches (a final partial group still steps, as HF).
+  // max_steps caps each phase.
   const int64_t accum = cfg.training.gradient_accumulation_steps;
   data::BatchPlanOptions plan;
   plan.batch_size = cfg.training.batch_size;
-  plan.seed = static_cast<uint64_t>(cfg.training.seed);
-  const int64_t batches_per_epoch = static_cast<int64_t>(data::plan_epoch(train_lengths, plan, 0).size());
-  const int64_t steps_per_epoch = (batches_per_epoch + accum - 1) / accum;
-  const int64_t total_steps =
-      cfg.training.max_steps > 0 ? cfg.training.max_steps : steps_per_epoch * cfg.training.epochs;
+  plan.seed = seed;
+  auto make_phase = [&](std::string name, const std::vector<data::TokenizedExample>& examples, int64_t epochs,
+                        int64_t first_step) {
+    Phase ph;
+    ph.name = std::move(name);
+    ph.examples = &examples;
+    ph.rows = data::make_rows(examples, cfg.data.packing, cfg.training.max_seq_len);
+    ph.lengths = data::row_lengths(ph.rows);
+    const int64_t batches = static_cast<int64_t>(data::plan_epoch(ph.lengths, plan, 0).size());
+    ph.steps_per_epoch = (batches + accum - 1) / accum;
+    ph.first_step = first_step;
+    ph.steps = cfg.training.max_steps > 0 ? cfg.training.max_steps : ph.steps_per_epoch * epochs;
+    ph.dropout_seed = seed;
+    return ph;
+  };
+  std::vector<Phase> phases;
+  phases.push_back(make_phase(bilevel ? "search" : "", td.train, cfg.training.epochs, 0));
+  std::vector<data::TokenizedExample> combined;  // BiDoRA's retraining data: train + validation
+  if (bilevel && bcfg.retrain_epochs > 0) {
+    combined = td.train;
+    combined.insert(combined.end(), td.val.begin(), td.val.end());
+    phases.push_back(make_phase("retrain", combined, bcfg.retrain_epochs, phases[0].end()));
+    phases[1].evaluate = false;
+    // Other dropout masks than the search phase's steps of the same number.
+    phases[1].dropout_seed = seed ^ 0x7265747261696eULL;
+  }
+  const int64_t search_steps = phases[0].steps;
+  const int64_t total_steps = phases.back().end();
+  const int64_t lower_k = bcfg.lower_steps;
+  if (bilevel && search_steps < lower_k)
+    fail(
+        "training.bidora.lower_steps = {} but the search phase has only {} step(s): no magnitude step would "
+        "run (lower lower_steps or train longer)",
+        lower_k, search_steps);
 
-  // Adapters, optimiser, schedule.
-  AdapterSet adapters(adapter_config_from(cfg.adapter), weights->layers(),
-                      static_cast<uint64_t>(cfg.training.seed));
+  // Adapters, optimisers, schedules. BiDoRA: the directions' optimiser (search), the magnitudes'
+  // (search, `upper`), and a fresh one for the directions when they are retrained.
+  const AdapterConfig adapter_cfg = adapter_config_from(cfg.adapter);
+  AdapterSet adapters(adapter_cfg, weights->layers(), seed);
   AdapterRuntime runtime(adapters);
   Decoder decoder(*weights);
   decoder.set_adapters(&runtime);
@@ -233,26 +224,69 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
   ac.beta2 = cfg.training.adam_beta2;
   ac.eps = cfg.training.adam_epsilon;
   ac.weight_decay = cfg.training.weight_decay;
+  const char* optim_kind =
+      cfg.training.optimizer == OptimizerKind::AdamW8bit ? "adamw_bnb_8bit" : "adamw_torch";
+  auto schedule_for = [&](double base_lr, int64_t warmup, int64_t total) {
+    LrSchedule s;
+    s.kind = cfg.training.lr_scheduler == LrScheduler::Linear   ? ScheduleKind::Linear
+             : cfg.training.lr_scheduler == LrScheduler::Cosine ? ScheduleKind::Cosine
+                                                                : ScheduleKind::ConstantWithWarmup;
+    s.base_lr = base_lr;
+    s.warmup_steps = warmup;
+    s.total_steps = total;
+    return s;
+  };
   auto optimizer =
-      make_optimizer(cfg.training.optimizer == OptimizerKind::AdamW8bit ? "adamw_bnb_8bit" : "adamw_torch",
-                     adapter_params(adapters), ac);
-  LrSchedule schedule;
-  schedule.kind = cfg.training.lr_scheduler == LrScheduler::Linear   ? ScheduleKind::Linear
-                  : cfg.training.lr_scheduler == LrScheduler::Cosine ? ScheduleKind::Cosine
-                                                                     : ScheduleKind::ConstantWithWarmup;
-  schedule.base_lr = cfg.training.learning_rate;
-  schedule.warmup_steps = cfg.training.warmup_steps;
-  schedule.total_steps = total_steps;
+      make_optimizer(optim_kind, bilevel ? direction_params(adapters) : adapter_params(adapters), ac);
+  const LrSchedule schedule =
+      schedule_for(cfg.training.learning_rate, cfg.training.warmup_steps, search_steps);
+  std::unique_ptr<Optimizer> upper, retrain_opt;
+  LrSchedule upper_schedule, retrain_schedule;
+  if (bilevel) {
+    upper = make_optimizer(optim_kind, magnitude_params(adapters), ac);
+    upper_schedule = schedule_for(cfg.training.learning_rate * bcfg.upper_lr_mult,
+                                  cfg.training.warmup_steps / lower_k, search_steps / lower_k);
+    if (phases.size() > 1) {
+      retrain_opt = make_optimizer(optim_kind, direction_params(adapters), ac);
+      // Retraining warms up again, over at most a tenth of its steps (as the official code).
+      retrain_schedule =
+          schedule_for(cfg.training.learning_rate, std::min(cfg.training.warmup_steps, phases[1].steps / 10),
+                       phases[1].steps);
+    }
+  }
+  // The optimisers a checkpoint holds: those of the phase its last step belonged to.
+  auto optimizer_slots = [&](const TrainerState& s) {
+    std::vector<OptimizerSlot> slots;
+    if (s.phase == "retrain") {
+      slots.push_back(
+          {"optimizer.safetensors", retrain_opt.get(), &retrain_schedule, s.global_step - search_steps});
+    } else {
+      slots.push_back({"optimizer.safetensors", optimizer.get(), &schedule, s.global_step});
+      if (bilevel)
+        slots.push_back(
+            {"upper_optimizer.safetensors", upper.get(), &upper_schedule, s.global_step / lower_k});
+    }
+    return slots;
+  };
 
   // Where the run starts: step 0, or everything a checkpoint recorded.
   TrainerState st;
   st.max_steps = total_steps;
-  st.seed = static_cast<uint64_t>(cfg.training.seed);
-  st.run = run_fingerprint(cfg, storage, data_hash(td.train));
+  st.seed = seed;
+  st.phase = bilevel ? "search" : "";
+  st.run = run_fingerprint(cfg, storage, data_hash(td.val, data_hash(td.train)));
   const std::string metrics_path = (out / "metrics.jsonl").string();
   TrainResult result;
   if (!resume_dir.empty()) {
-    st = load_checkpoint(resume_dir, adapters, weights->layers(), *optimizer, schedule, st.run);
+    st = load_trainer_state(resume_dir, st.run);
+    const bool phase_ok =
+        bilevel ? (st.phase == "search" && st.global_step <= search_steps) ||
+                      (st.phase == "retrain" && phases.size() > 1 && st.global_step >= search_steps)
+                : st.phase.empty();
+    if (!phase_ok)
+      fail("{}: phase '{}' at step {} does not fit this run ({} search steps)", resume_dir, st.phase,
+           st.global_step, search_steps);
+    load_checkpoint_values(resume_dir, adapters, weights->layers(), optimizer_slots(st));
     // Entries logged after the checkpoint (before the interruption) are logged again as the
     // steps are replayed.
     std::string lines;
@@ -310,10 +344,66 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
   auto save_checkpoint_now = [&](int64_t step) {
     const std::string dir = (out / checkpoint_dir_name(step)).string();
     saving(fmt::format("the checkpoint of step {}", step),
-           [&] { save_checkpoint(dir, adapters, cfg.model.name_or_path, *optimizer, schedule, st); });
+           [&] { save_checkpoint(dir, adapters, cfg.model.name_or_path, optimizer_slots(st), st); });
     rotate_checkpoints(out.string(), cfg.training.save_total_limit);
     result.last_checkpoint = dir;
     event(fmt::format("Saved {}", dir));
+  };
+
+  // BiDoRA's validation stream for the magnitude steps: `accum` batches per step, in a seeded
+  // order per pass over the validation data (the position is part of the trainer state).
+  data::BatchPlanOptions val_plan = plan;
+  val_plan.seed = seed ^ 0x76616c6964ULL;
+  const std::vector<int64_t> val_lengths = data::row_lengths(val_rows);
+  std::vector<std::vector<int64_t>> val_epoch_batches;
+  int64_t val_epoch_planned = -1;
+  auto next_val_micro_batches = [&] {
+    std::vector<TokenBatch> micro;
+    for (int64_t i = 0; i < accum; ++i) {
+      if (val_epoch_planned != st.val_epoch_index) {
+        val_epoch_batches = data::plan_epoch(val_lengths, val_plan, st.val_epoch_index);
+        val_epoch_planned = st.val_epoch_index;
+      }
+      micro.push_back(to_token_batch(
+          data::collate(td.val, val_rows, val_epoch_batches[st.val_next_batch], {.pad_id = pad_id})));
+      if (++st.val_next_batch == static_cast<int64_t>(val_epoch_batches.size())) {
+        st.val_next_batch = 0;
+        ++st.val_epoch_index;
+      }
+    }
+    return micro;
+  };
+  // The regulariser on the directions (BiDoRA, both phases).
+  std::function<double()> regulariser;
+  RegulariserScratch reg_scratch;
+  if (bilevel && bcfg.orth_reg > 0)
+    regulariser = [&] {
+      return direction_regulariser(adapters, weights->layers(), bcfg.orth_reg, true, reg_scratch);
+    };
+
+  // BiDoRA's switch to retraining: keep the searched adapter, freeze the learned magnitudes and
+  // continue the directions with a fresh optimiser, or (retrain_from_init) restart them from
+  // their initial values as the official code does.
+  auto start_retraining = [&](const Phase& ph) {
+    const std::string search_dir = (out / "search_model").string();
+    saving("the search-phase adapter",
+           [&] { write_peft_adapter(search_dir, adapters, cfg.model.name_or_path); });
+    result.search_adapter_dir = search_dir;
+    if (bcfg.retrain_from_init) {
+      const AdapterSet initial(adapter_cfg, weights->layers(), seed);
+      for (LoraLayer* l : adapters.all()) {
+        const LoraLayer* i = initial.find(l->layer(), l->kind());
+        std::copy(i->A.begin(), i->A.end(), l->A.begin());
+        std::copy(i->B.begin(), i->B.end(), l->B.begin());
+      }
+    }
+    st.phase = "retrain";
+    st.epoch_index = 0;
+    st.next_batch = 0;
+    event(fmt::format(
+        "Search phase done ({}); retraining the directions{} on train + validation for {} steps with the "
+        "magnitudes frozen",
+        search_dir, bcfg.retrain_from_init ? " from their initial values" : "", ph.steps));
   };
 
   const auto t0 = std::chrono::steady_clock::now();
@@ -322,75 +412,108 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
     return elapsed_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
   const int64_t log_every = std::max<int64_t>(1, cfg.training.logging_steps);
-  const int64_t eval_every = cfg.training.eval_steps > 0 ? cfg.training.eval_steps : steps_per_epoch;
   const int64_t save_every = cfg.training.save_steps;
 
   int64_t step = st.global_step;
-  // A stop request ends both loops after its checkpoint; the bookkeeping below is shared.
-  for (int64_t epoch = st.epoch_index; step < total_steps && !result.interrupted; ++epoch) {
-    const auto epoch_batches = data::plan_epoch(train_lengths, plan, epoch);
-    const int64_t n_batches = static_cast<int64_t>(epoch_batches.size());
-    for (int64_t g = epoch == st.epoch_index ? st.next_batch : 0;
-         g < n_batches && step < total_steps && !result.interrupted; g += accum) {
-      std::vector<TokenBatch> micro;
-      for (int64_t i = g; i < std::min(n_batches, g + accum); ++i)
-        micro.push_back(
-            to_token_batch(data::collate(td.train, train_rows, epoch_batches[i], {.pad_id = pad_id})));
-      StepOptions so;
-      so.step = step;
-      so.max_grad_norm = cfg.training.max_grad_norm;
-      so.seed = static_cast<uint64_t>(cfg.training.seed);
-      StepResult r;
-      try {
-        r = train_step(decoder, runtime, micro, *optimizer, schedule, so);
-      } catch (const Error& e) {
-        const auto kept = newest_checkpoint();
-        fail("{}\n{}", e.what(),
-             kept ? fmt::format("the last good checkpoint is {}", *kept)
-                  : std::string("no checkpoint was saved before this step"));
-      }
-      for (const TokenBatch& b : micro) st.tokens_seen += b.tokens();  // processed, padding included
-      st.window_loss += r.loss;
-      ++st.window_steps;
-      ++step;
-      if (step == 1) st.first_loss = r.loss;
-      st.global_step = step;
-      st.epoch = static_cast<double>(step) / steps_per_epoch;
-      st.epoch_index = g + accum < n_batches ? epoch : epoch + 1;
-      st.next_batch = g + accum < n_batches ? g + accum : 0;
-      st.elapsed_seconds = seconds();
-
-      TrainLog e;
-      e.step = step;
-      e.total_steps = total_steps;
-      e.epoch = st.epoch;
-      e.loss = r.loss;
-      e.grad_norm = r.grad_norm;
-      e.lr = r.lr;
-      e.elapsed_seconds = st.elapsed_seconds;
-      e.tokens_per_second = st.tokens_seen / std::max(1e-9, e.elapsed_seconds);
-      if (callbacks.on_step) callbacks.on_step(e);
-
-      const bool eval_now = step % eval_every == 0 || step == total_steps;
-      if (step % log_every == 0 || eval_now) {
-        e.loss = st.window_loss / st.window_steps;
-        if (eval_now) {
-          e.val_loss = evaluate();
-          if (e.val_loss && (!st.best_metric || *e.val_loss < *st.best_metric)) {
-            st.best_metric = e.val_loss;
-            saving(fmt::format("the best model (step {})", step), [&] {
-              write_peft_adapter((out / "best_model").string(), adapters, cfg.model.name_or_path);
-            });
-          }
+  for (const Phase& ph : phases) {
+    if (step >= ph.end() || result.interrupted) continue;
+    if (ph.name == "retrain" && st.phase != "retrain") start_retraining(ph);
+    const bool retraining = ph.name == "retrain";
+    Optimizer& opt = retraining ? *retrain_opt : *optimizer;
+    const LrSchedule& sched = retraining ? retrain_schedule : schedule;
+    const int64_t eval_every = cfg.training.eval_steps > 0 ? cfg.training.eval_steps : ph.steps_per_epoch;
+    // A stop request ends both loops after its checkpoint; the bookkeeping below is shared.
+    for (int64_t epoch = st.epoch_index; step < ph.end() && !result.interrupted; ++epoch) {
+      const auto epoch_batches = data::plan_epoch(ph.lengths, plan, epoch);
+      const int64_t n_batches = static_cast<int64_t>(epoch_batches.size());
+      for (int64_t g = epoch == st.epoch_index ? st.next_batch : 0;
+           g < n_batches && step < ph.end() && !result.interrupted; g += accum) {
+        std::vector<TokenBatch> micro;
+        for (int64_t i = g; i < std::min(n_batches, g + accum); ++i)
+          micro.push_back(
+              to_token_batch(data::collate(*ph.examples, ph.rows, epoch_batches[i], {.pad_id = pad_id})));
+        const int64_t local = step - ph.first_step;  // the schedule's position in this phase
+        StepOptions so;
+        so.step = local;
+        so.max_grad_norm = cfg.training.max_grad_norm;
+        so.seed = ph.dropout_seed;
+        if (bilevel) {
+          so.wants = {.directions = true, .magnitude = false};  // m is the upper level's, or frozen
+          so.regulariser = regulariser;
         }
-        result.last_loss = e.loss;
-        log(e);
-        st.window_loss = 0;
-        st.window_steps = 0;
+        StepResult r;
+        std::optional<TrainLog::Upper> upper_now;
+        try {
+          r = train_step(decoder, runtime, micro, opt, sched, so);
+          if (bilevel && !retraining && (local + 1) % lower_k == 0) {
+            const std::vector<TokenBatch> val_micro = next_val_micro_batches();
+            HypergradientOptions ho;
+            ho.fd_alpha = bcfg.fd_alpha;
+            ho.seed = so.seed;
+            ho.train_step = local;
+            const int64_t u = (local + 1) / lower_k - 1;
+            const UpperStepResult ur = upper_step(decoder, runtime, micro, val_micro, *upper,
+                                                  upper_schedule.lr(u), cfg.training.max_grad_norm, ho);
+            upper_now = TrainLog::Upper{ur.hyper.val_loss,      ur.grad_norm, ur.hyper.direct_norm,
+                                        ur.hyper.implicit_norm, ur.hyper.eps, ur.lr};
+            st.window_upper = upper_to_json(*upper_now);
+          }
+        } catch (const Error& e) {
+          const auto kept = newest_checkpoint();
+          fail("{}\n{}", e.what(),
+               kept ? fmt::format("the last good checkpoint is {}", *kept)
+                    : std::string("no checkpoint was saved before this step"));
+        }
+        for (const TokenBatch& b : micro) st.tokens_seen += b.tokens();  // processed, padding included
+        st.window_loss += r.loss;
+        ++st.window_steps;
+        ++step;
+        if (step == 1) st.first_loss = r.loss;
+        const int64_t done = step - ph.first_step;
+        st.global_step = step;
+        st.epoch = static_cast<double>(done) / ph.steps_per_epoch;
+        st.epoch_index = g + accum < n_batches ? epoch : epoch + 1;
+        st.next_batch = g + accum < n_batches ? g + accum : 0;
+        st.elapsed_seconds = seconds();
+
+        TrainLog e;
+        e.step = step;
+        e.total_steps = total_steps;
+        e.epoch = st.epoch;
+        e.loss = r.loss;
+        e.grad_norm = r.grad_norm;
+        e.lr = r.lr;
+        e.elapsed_seconds = st.elapsed_seconds;
+        e.tokens_per_second = st.tokens_seen / std::max(1e-9, e.elapsed_seconds);
+        e.phase = ph.name;
+        e.regulariser = r.regulariser;
+        e.upper = upper_now;
+        if (callbacks.on_step) callbacks.on_step(e);
+
+        const bool eval_now = ph.evaluate && (done % eval_every == 0 || step == ph.end());
+        if (step % log_every == 0 || eval_now || step == ph.end()) {
+          e.loss = st.window_loss / st.window_steps;
+          e.upper = upper_from_json(st.window_upper);
+          if (eval_now) {
+            e.val_loss = evaluate();
+            if (e.val_loss && (!st.best_metric || *e.val_loss < *st.best_metric)) {
+              st.best_metric = e.val_loss;
+              saving(fmt::format("the best model (step {})", step), [&] {
+                write_peft_adapter((out / "best_model").string(), adapters, cfg.model.name_or_path);
+              });
+            }
+          }
+          result.last_loss = e.loss;
+          log(e);
+          st.window_loss = 0;
+          st.window_steps = 0;
+          st.window_upper = nullptr;
+        }
+        // A stop at the last step needs no checkpoint: the run is finishing anyway.
+        result.interrupted =
+            step < total_steps && callbacks.stop_requested && callbacks.stop_requested->load();
+        if ((save_every > 0 && step % save_every == 0) || result.interrupted) save_checkpoint_now(step);
       }
-      // A stop at the last step needs no checkpoint: the run is finishing anyway.
-      result.interrupted = step < total_steps && callbacks.stop_requested && callbacks.stop_requested->load();
-      if ((save_every > 0 && step % save_every == 0) || result.interrupted) save_checkpoint_now(step);
     }
   }
   result.steps = step;
@@ -398,6 +521,15 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
   result.best_val_loss = st.best_metric;
   result.tokens_per_second = static_cast<double>(st.tokens_seen) / std::max(1e-9, seconds());
   if (result.interrupted) return result;
+  if (bilevel && phases.size() == 1) {
+    // No retraining: the searched adapter is the result; keep it under its own name too.
+    const std::string search_dir = (out / "search_model").string();
+    saving("the search-phase adapter",
+           [&] { write_peft_adapter(search_dir, adapters, cfg.model.name_or_path); });
+    result.search_adapter_dir = search_dir;
+  } else if (bilevel) {
+    result.search_adapter_dir = (out / "search_model").string();
+  }
   const std::string final_dir = (out / "final_model").string();
   saving("the final model", [&] {
     replace_directory(final_dir, [&](const std::string& tmp) {

@@ -19,6 +19,17 @@ struct TrainLog {
   double tokens_per_second = 0;
   double elapsed_seconds = 0;
   std::optional<double> val_loss;  // set on evaluation entries
+  // BiDoRA: "search" or "retrain" (empty for LoRA / DoRA), the regulariser's part of `loss`,
+  // and the latest magnitude (upper-level) step.
+  std::string phase;
+  double regulariser = 0;
+  struct Upper {
+    double val_loss = 0;        // the validation loss the hypergradient was taken on
+    double hypergrad_norm = 0;  // ‖h‖ before clipping
+    double direct_norm = 0, implicit_norm = 0, eps = 0;
+    double lr = 0;
+  };
+  std::optional<Upper> upper;
 };
 
 struct TrainResult {
@@ -27,6 +38,7 @@ struct TrainResult {
   double first_loss = 0, last_loss = 0;  // mean loss of the first and the last logged window
   std::optional<double> best_val_loss;
   std::string final_adapter_dir;
+  std::string search_adapter_dir;  // BiDoRA: the adapter at the end of the search phase
   double tokens_per_second = 0;
   bool interrupted = false;     // stopped on request after saving a checkpoint
   std::string last_checkpoint;  // the newest checkpoint-<step> this run wrote (empty if none)

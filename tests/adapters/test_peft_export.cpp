@@ -2,8 +2,8 @@
 // logits. Each case here trains nothing: it gives every adapted linear random, non-zero A and B
 // (and, for DoRA, magnitudes away from the row norms, so m / ‖W + sBA‖ ≠ 1 matters), writes the
 // adapter with write_peft_adapter into <reference_dir>/peft_export/<case>/ and, next to it,
-// bidora's logits for the model's reference batch. tests/reference/check_peft_export.py then
-// loads that directory the way PEFT does (adapter_config.json → r, alpha, rsLoRA, DoRA, targets;
+// bidora's logits for the model's reference batch (peft_export_case.h). tests/reference/check_peft_export.py
+// then loads that directory the way PEFT does (adapter_config.json → r, alpha, rsLoRA, DoRA, targets;
 // adapter_model.safetensors → A, B, m) and recomputes the logits in PyTorch. CMake runs these
 // cases as the FIXTURES_SETUP of that Python test, which therefore always sees this run's files.
 #include <gtest/gtest.h>
@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "adapters/adapter_runtime.h"
+#include "adapters/peft_export_case.h"
 #include "adapters/peft_io.h"
 #include "io/safetensors.h"
 #include "model/decoder.h"
@@ -101,9 +102,10 @@ TEST_P(PeftExport, WritesAdapterAndLogits) {
   const TokenBatch batch = test::reference_batch(c.model);
   Decoder dec(*w);
   const std::vector<float> base = dec.logits(batch);
-  AdapterRuntime runtime(set);  // default mode: eval, no dropout (what PEFT computes after loading)
-  dec.set_adapters(&runtime);
-  const std::vector<float> logits = dec.logits(batch);
+  const std::vector<float> logits = test::write_peft_export_case(c.name, c.model, *w, set);
+  const fs::path dir = fs::path(test::reference_dir()) / "peft_export" / c.name;
+  ASSERT_TRUE(fs::exists(dir / "adapter_config.json"));
+  ASSERT_TRUE(fs::exists(dir / "adapter_model.safetensors"));
   const int64_t vocab = w->config().vocab_size;
   ASSERT_EQ(logits.size(), static_cast<size_t>(batch.tokens() * vocab));
 
@@ -111,24 +113,6 @@ TEST_P(PeftExport, WritesAdapterAndLogits) {
   // could not tell a correct export from one whose adapter is silently ignored.
   for (size_t i = 0; i < logits.size(); ++i) ASSERT_TRUE(std::isfinite(logits[i])) << "logit " << i;
   EXPECT_GT(max_abs_diff(logits, base), 0.05f) << "the adapter barely changes the logits";
-
-  const fs::path dir = fs::path(test::reference_dir()) / "peft_export" / c.name;
-  fs::create_directories(dir.parent_path());
-  write_peft_adapter(dir.string(), set, model_dir);
-  ASSERT_TRUE(fs::exists(dir / "adapter_config.json"));
-  ASSERT_TRUE(fs::exists(dir / "adapter_model.safetensors"));
-
-  // Written after write_peft_adapter, which replaces the whole directory, and before the
-  // read-back check below, so that a failing case still leaves files to run the Python check on.
-  SafetensorsWriter st;
-  auto i32_bytes = [](const std::vector<int32_t>& v) {
-    return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(int32_t));
-  };
-  st.add("input_ids", DType::I32, {batch.rows, batch.seq_len}, i32_bytes(batch.input_ids));
-  st.add("position_ids", DType::I32, {batch.rows, batch.seq_len}, i32_bytes(batch.position_ids));
-  st.add_f32("logits", {batch.rows, batch.seq_len, vocab}, logits);
-  st.set_metadata({{"format", "pt"}, {"model", c.model}, {"storage", storage_name(WeightStorage::F32)}});
-  st.write((dir / "bidora_logits.safetensors").string());
 
   // bidora reads back what it wrote (the PEFT reader itself is tested in test_peft_io): the
   // logits the Python side compares with are those of the adapter as stored.
