@@ -16,6 +16,8 @@ TrainingShape training_shape(const TrainConfig& cfg) {
   s.batch = cfg.training.batch_size;
   s.seq_len = cfg.training.max_seq_len;
   s.gradient_checkpointing = cfg.training.gradient_checkpointing;
+  s.bilevel = cfg.adapter.method == AdapterMethod::BiDoRA;
+  s.orth_regulariser = cfg.training.bidora.orth_reg > 0;
   return s;
 }
 

@@ -112,14 +112,20 @@ MemoryEstimate estimate_training_memory(const ModelConfig& c, WeightStorage stor
   MemoryEstimate e;
   e.weights = frozen_weight_bytes(c, storage);
 
-  int64_t trainable = 0;
+  int64_t directions = 0, magnitudes = 0, regulariser_floats = 0;
   for (const auto& l : block_linear_shapes(c)) {
     if (std::find(s.targets.begin(), s.targets.end(), l.name) == s.targets.end()) continue;
-    trainable += s.lora_rank * (l.in + l.out) + (s.dora ? l.out : 0);
+    directions += s.lora_rank * (l.in + l.out);
+    magnitudes += s.dora ? l.out : 0;
+    regulariser_floats =
+        std::max(regulariser_floats, l.out * l.in + std::min(l.out, l.in) * std::min(l.out, l.in));
   }
-  trainable *= c.num_layers;
+  directions *= c.num_layers;
+  magnitudes *= c.num_layers;
+  const int64_t trainable = directions + magnitudes;
   e.trainable_params = trainable;
   e.adapter = trainable * kF32 * 4;  // value, gradient, AdamW m and v
+  if (s.bilevel) e.adapter += directions * kF32 * 2 + magnitudes * 8 * 2;
 
   const int64_t N = s.batch * s.seq_len;
   const int64_t H = c.hidden_size;
@@ -140,6 +146,7 @@ MemoryEstimate estimate_training_memory(const ModelConfig& c, WeightStorage stor
 
   // One tile for the decoder's Linear layers and one for the loss.
   e.scratch = storage == WeightStorage::F32 ? 0 : 2 * kWeightTileFloats * kF32;
+  if (s.bilevel && s.orth_regulariser) e.scratch += regulariser_floats * kF32 + kRegulariserTileBytes;
   e.overhead = kRuntimeOverheadBytes;
   return e;
 }

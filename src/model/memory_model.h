@@ -70,6 +70,8 @@ inline constexpr int64_t kInt8ScaleBlock = 64;
 inline constexpr int64_t kLossTokenChunk = 256;
 // Floats in one dequantisation tile (matches WeightTile's default).
 inline constexpr int64_t kWeightTileFloats = int64_t{1} << 21;
+// The orthogonality regulariser's tile of gradient rows (RegulariserScratch's default).
+inline constexpr int64_t kRegulariserTileBytes = int64_t{4} << 20;
 inline constexpr int64_t kRuntimeOverheadBytes = int64_t{256} << 20;
 
 // Bytes of the frozen weights stored as `storage` (see the header comment).
@@ -87,6 +89,11 @@ struct TrainingShape {
   int64_t batch = 4;
   int64_t seq_len = 512;
   bool gradient_checkpointing = true;
+  // BiDoRA: the hypergradient keeps a copy of A, B and of v = ∂L_val/∂(A, B) and, in double, the
+  // direct and finite-difference magnitude gradients; the orthogonality regulariser needs the
+  // normalised direction D [out, in] and the smaller Gram of the largest adapted Linear.
+  bool bilevel = false;
+  bool orth_regulariser = false;
 };
 
 struct MemoryEstimate {

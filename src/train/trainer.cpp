@@ -247,19 +247,27 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
     upper_schedule = schedule_for(cfg.training.learning_rate * bcfg.upper_lr_mult,
                                   cfg.training.warmup_steps / lower_k, search_steps / lower_k);
     if (phases.size() > 1) {
-      retrain_opt = make_optimizer(optim_kind, direction_params(adapters), ac);
       // Retraining warms up again, over at most a tenth of its steps (as the official code).
       retrain_schedule =
           schedule_for(cfg.training.learning_rate, std::min(cfg.training.warmup_steps, phases[1].steps / 10),
                        phases[1].steps);
     }
   }
+  // Made when retraining starts (or resumes); the search phase's optimisers are freed then.
+  auto retrain_optimizer = [&]() -> Optimizer& {
+    if (!retrain_opt) {
+      optimizer.reset();
+      upper.reset();
+      retrain_opt = make_optimizer(optim_kind, direction_params(adapters), ac);
+    }
+    return *retrain_opt;
+  };
   // The optimisers a checkpoint holds: those of the phase its last step belonged to.
   auto optimizer_slots = [&](const TrainerState& s) {
     std::vector<OptimizerSlot> slots;
     if (s.phase == "retrain") {
       slots.push_back(
-          {"optimizer.safetensors", retrain_opt.get(), &retrain_schedule, s.global_step - search_steps});
+          {"optimizer.safetensors", &retrain_optimizer(), &retrain_schedule, s.global_step - search_steps});
     } else {
       slots.push_back({"optimizer.safetensors", optimizer.get(), &schedule, s.global_step});
       if (bilevel)
@@ -419,7 +427,7 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
     if (step >= ph.end() || result.interrupted) continue;
     if (ph.name == "retrain" && st.phase != "retrain") start_retraining(ph);
     const bool retraining = ph.name == "retrain";
-    Optimizer& opt = retraining ? *retrain_opt : *optimizer;
+    Optimizer& opt = retraining ? retrain_optimizer() : *optimizer;
     const LrSchedule& sched = retraining ? retrain_schedule : schedule;
     const int64_t eval_every = cfg.training.eval_steps > 0 ? cfg.training.eval_steps : ph.steps_per_epoch;
     // A stop request ends both loops after its checkpoint; the bookkeeping below is shared.

@@ -115,6 +115,20 @@ TEST(MemoryModel, AdapterBytesForRank16OnAllLinear) {
   dora.dora = true;
   EXPECT_EQ(estimate_training_memory(c, WeightStorage::BF16, dora).trainable_params,
             e.trainable_params + 24 * (896 + 128 + 128 + 896 + 4864 + 4864 + 896));
+
+  // BiDoRA: a copy of A, B and v (f32), the direct and finite-difference magnitude gradients
+  // (f64); with the regulariser, D and the smaller Gram of the largest Linear (gate/up/down:
+  // 4864 x 896 and 896²) and its 4 MB gradient tile.
+  TrainingShape bidora = dora;
+  bidora.bilevel = true;
+  const MemoryEstimate d = estimate_training_memory(c, WeightStorage::BF16, dora);
+  const MemoryEstimate b = estimate_training_memory(c, WeightStorage::BF16, bidora);
+  const int64_t magnitudes = 24 * (896 + 128 + 128 + 896 + 4864 + 4864 + 896);
+  EXPECT_EQ(b.adapter - d.adapter, 8'798'208 * 4 * 2 + magnitudes * 8 * 2);
+  EXPECT_EQ(b.scratch, d.scratch);
+  bidora.orth_regulariser = true;
+  EXPECT_EQ(estimate_training_memory(c, WeightStorage::BF16, bidora).scratch - d.scratch,
+            (4864 * 896 + 896 * 896) * 4 + (4 << 20));
 }
 
 TEST(MemoryModel, ActivationsOfATinyModelByHand) {
