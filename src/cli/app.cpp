@@ -23,6 +23,7 @@ int run(int argc, char** argv) {
   register_model_info(app);
   register_data_preview(app);
   register_train(app);
+  register_analyze(app);
 
   try {
     app.parse(argc, argv);

@@ -12,5 +12,6 @@ void register_config(CLI::App& app);
 void register_model_info(CLI::App& app);
 void register_data_preview(CLI::App& app);
 void register_train(CLI::App& app);
+void register_analyze(CLI::App& app);
 
 }  // namespace bidora::cli
