@@ -3,7 +3,6 @@
 // in what bidora's plots emit (unbalanced tags, unquoted or duplicate attributes, entities other than
 // the five XML ones and character references, invalid UTF-8, control characters; comments, CDATA and
 // DOCTYPE are not expected and rejected too), and returns the element tree for the tests to read.
-// (Same parser as tests/train/test_metrics_plot.cpp, which can switch to this header.)
 #include <cctype>
 #include <functional>
 #include <map>

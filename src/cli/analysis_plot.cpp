@@ -35,14 +35,8 @@ const char* kind_color(LinearKind k) {
   return kKindColor[static_cast<size_t>(k)];
 }
 
-struct Range {
-  double lo = INFINITY, hi = -INFINITY;
-  bool empty() const { return lo > hi; }
-  void add(double v) {
-    lo = std::min(lo, v);
-    hi = std::max(hi, v);
-  }
-};
+using train::ValueRange;
+using Range = ValueRange;
 
 // The data range plus 5% on each side so no marker sits on the frame; a constant range (one
 // point, or all ΔD equal) is padded by 10% of its magnitude, or 1 around zero. Clamped so huge

@@ -27,15 +27,7 @@ constexpr const char* kLrColor = "#2ca02c";
 // More markers than this would only blur into the dashed eval line and bloat the file.
 constexpr size_t kMaxEvalMarkers = 200;
 
-// A value interval; `empty` until the first finite value is added.
-struct Range {
-  double lo = INFINITY, hi = -INFINITY;
-  bool empty() const { return lo > hi; }
-  void add(double v) {
-    lo = std::min(lo, v);
-    hi = std::max(hi, v);
-  }
-};
+using Range = ValueRange;
 
 // A constant series still needs a non-empty axis: pad it symmetrically (by 10% of its magnitude,
 // or by 1 around zero) so the line sits in the middle of the panel.

@@ -14,7 +14,9 @@
 // and maximum, coordinates printed to 0.1 px: 20000 logged steps make a file of about 60 KB).
 #include <nlohmann/json_fwd.hpp>
 
+#include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string>
@@ -52,6 +54,17 @@ std::vector<PlotPoint> plot_points_from_json(std::span<const nlohmann::ordered_j
 // "<model> · <method> r=<r> alpha=<alpha>[ rsLoRA]", the model as the last component of its path
 // or Hugging Face id: "tiny-qwen2 · dora r=8 alpha=16 rsLoRA".
 std::string training_plot_title(const TrainConfig& cfg);
+
+// A value interval of a plot axis (shared with bidora analyze's plot); `empty` until the first
+// value is added.
+struct ValueRange {
+  double lo = std::numeric_limits<double>::infinity(), hi = -std::numeric_limits<double>::infinity();
+  bool empty() const { return lo > hi; }
+  void add(double v) {
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+};
 
 // Axis ticks: multiples of step = {1, 2, 5} x 10^k inside [lo, hi], about `target` of them.
 // Exposed for tests; lo <= hi, both finite. lo == hi yields the single tick lo; a range a double

@@ -392,11 +392,14 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
   // BiDoRA's switch to retraining: keep the searched adapter, freeze the learned magnitudes and
   // continue the directions with a fresh optimiser, or (retrain_from_init) restart them from
   // their initial values as the official code does.
-  auto start_retraining = [&](const Phase& ph) {
-    const std::string search_dir = (out / "search_model").string();
+  const std::string search_dir = (out / "search_model").string();
+  auto save_search_model = [&] {
     saving("the search-phase adapter",
            [&] { write_peft_adapter(search_dir, adapters, cfg.model.name_or_path); });
     result.search_adapter_dir = search_dir;
+  };
+  auto start_retraining = [&](const Phase& ph) {
+    save_search_model();
     if (bcfg.retrain_from_init) {
       const AdapterSet initial(adapter_cfg, weights->layers(), seed);
       for (LoraLayer* l : adapters.all()) {
@@ -530,13 +533,9 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
   result.tokens_per_second = static_cast<double>(st.tokens_seen) / std::max(1e-9, seconds());
   if (result.interrupted) return result;
   if (bilevel && phases.size() == 1) {
-    // No retraining: the searched adapter is the result; keep it under its own name too.
-    const std::string search_dir = (out / "search_model").string();
-    saving("the search-phase adapter",
-           [&] { write_peft_adapter(search_dir, adapters, cfg.model.name_or_path); });
-    result.search_adapter_dir = search_dir;
+    save_search_model();  // no retraining: the searched adapter is the result; keep it under its own name too
   } else if (bilevel) {
-    result.search_adapter_dir = (out / "search_model").string();
+    result.search_adapter_dir = search_dir;  // written when retraining started (maybe before a resume)
   }
   const std::string final_dir = (out / "final_model").string();
   saving("the final model", [&] {

@@ -30,7 +30,10 @@ namespace bidora::train {
 namespace {
 
 namespace fs = std::filesystem;
+using test_util::adapter_bytes;
 using test_util::example_config;
+using test_util::metrics_without_timing;
+using test_util::run_and_stop_at;
 using ::testing::HasSubstr;
 
 // 9 training examples → 5 batches of 2 → 3 steps per epoch (accumulation 2, a partial last
@@ -50,22 +53,6 @@ TrainConfig bidora_config(const std::string& out) {
   cfg.training.bidora.upper_lr_mult = 2.0;
   cfg.training.bidora.orth_reg = 1e-3;
   return cfg;
-}
-
-std::string adapter_bytes(const std::string& out, const char* sub = "final_model") {
-  return read_file(out + "/" + sub + "/adapter_model.safetensors");
-}
-
-std::vector<nlohmann::json> metrics_without_timing(const std::string& out) {
-  std::vector<nlohmann::json> entries;
-  std::istringstream in(read_file(out + "/metrics.jsonl"));
-  for (std::string line; std::getline(in, line);) {
-    auto j = nlohmann::json::parse(line);
-    j.erase("tokens_per_second");
-    j.erase("elapsed_seconds");
-    entries.push_back(j);
-  }
-  return entries;
 }
 
 // The adapter tensors of `dir`, by (layer, kind).
@@ -219,13 +206,7 @@ TEST(BiDoRATrainerResume, StoppedRunsResumeExactlyInBothPhases) {
   for (int64_t stop_at : {1, 2, 4, 6, 7}) {
     const std::string out = root + "/stopped-" + std::to_string(stop_at);
     TrainConfig cfg = config(out);
-    std::atomic<bool> stop{false};
-    TrainCallbacks cb;
-    cb.stop_requested = &stop;
-    cb.on_step = [&](const TrainLog& e) {
-      if (e.step == stop_at) stop = true;
-    };
-    const TrainResult stopped = run_training(cfg, WeightStorage::BF16, cb);
+    const TrainResult stopped = run_and_stop_at(cfg, stop_at);
     ASSERT_TRUE(stopped.interrupted);
     const auto state = nlohmann::json::parse(
         read_file(out + "/checkpoint-" + std::to_string(stop_at) + "/trainer_state.json"));

@@ -23,7 +23,10 @@ namespace bidora::train {
 namespace {
 
 namespace fs = std::filesystem;
+using test_util::adapter_bytes;
 using test_util::example_config;
+using test_util::metrics_without_timing;
+using test_util::run_and_stop_at;
 using ::testing::HasSubstr;
 
 // DoRA with dropout, 8-bit AdamW, accumulation over 2 batches with a partial last group per
@@ -39,34 +42,6 @@ TrainConfig resume_config(const std::string& out) {
   cfg.training.logging_steps = 2;
   cfg.training.save_steps = 0;
   return cfg;
-}
-
-std::string adapter_bytes(const std::string& out, const char* sub = "final_model") {
-  return read_file(out + "/" + sub + "/adapter_model.safetensors");
-}
-
-// metrics.jsonl without the wall-clock fields, which legitimately differ between runs.
-std::vector<nlohmann::json> metrics_without_timing(const std::string& out) {
-  std::vector<nlohmann::json> entries;
-  std::istringstream in(read_file(out + "/metrics.jsonl"));
-  for (std::string line; std::getline(in, line);) {
-    auto j = nlohmann::json::parse(line);
-    j.erase("tokens_per_second");
-    j.erase("elapsed_seconds");
-    entries.push_back(j);
-  }
-  return entries;
-}
-
-// Runs `cfg` and asks it to stop right after optimiser step `stop_at`.
-TrainResult run_and_stop_at(const TrainConfig& cfg, int64_t stop_at) {
-  std::atomic<bool> stop{false};
-  TrainCallbacks cb;
-  cb.stop_requested = &stop;
-  cb.on_step = [&](const TrainLog& e) {
-    if (e.step == stop_at) stop = true;
-  };
-  return run_training(cfg, WeightStorage::BF16, cb);
 }
 
 class Resume : public ::testing::Test {
