@@ -12,10 +12,6 @@ uint64_t dropout_stream(const DropoutKey& key, int64_t layer, LinearKind kind) {
   return mix_key(s, static_cast<uint64_t>(kind));
 }
 
-bool dropout_keep(uint64_t stream, int64_t row0, int64_t t, int64_t j, int64_t cols, float p) {
-  return counter_uniform(stream, static_cast<uint64_t>((row0 + t) * cols + j)) >= p;
-}
-
 void dropout_apply(const float* x, int64_t n, int64_t cols, float p, uint64_t stream, int64_t row0,
                    float* out) {
   const float keep_scale = 1.0f / (1.0f - p);

@@ -5,6 +5,7 @@
 // or a gradient-checkpointing replay therefore needs only the key, never a stored mask.
 #include <cstdint>
 
+#include "adapters/counter_rng.h"
 #include "model/weights.h"
 
 namespace bidora {
@@ -16,7 +17,10 @@ struct DropoutKey {
 };
 
 uint64_t dropout_stream(const DropoutKey& key, int64_t layer, LinearKind kind);
-bool dropout_keep(uint64_t stream, int64_t row0, int64_t t, int64_t j, int64_t cols, float p);
+// Inline: the mask is evaluated per element in every dropout pass, and inlined the loops vectorise.
+inline bool dropout_keep(uint64_t stream, int64_t row0, int64_t t, int64_t j, int64_t cols, float p) {
+  return counter_uniform(stream, static_cast<uint64_t>((row0 + t) * cols + j)) >= p;
+}
 
 // out[n, cols] = x ⊙ mask / (1 − p). out may alias x.
 void dropout_apply(const float* x, int64_t n, int64_t cols, float p, uint64_t stream, int64_t row0,

@@ -21,21 +21,6 @@ namespace {
 // Scratch slots: each call of forward/backward uses them for one purpose at a time.
 enum Slot { kDroppedX = 0, kRowGrad = 1, kSmall = 2, kInputGrad = 3 };
 
-// Calls f(r0, rows, w) over row tiles of W as float32 (in place when W is stored as f32).
-template <typename F>
-void for_each_row_tile(const FrozenMatrix& W, WeightTile& tile, F&& f) {
-  if (const float* w = W.f32_data()) {
-    f(int64_t{0}, W.rows(), w);
-    return;
-  }
-  const int64_t step = std::min(W.rows(), tile.rows_per_tile(W.cols()));
-  for (int64_t r0 = 0; r0 < W.rows(); r0 += step) {
-    const int64_t m = std::min(step, W.rows() - r0);
-    W.rows_f32(r0, m, tile.data());
-    f(r0, m, static_cast<const float*>(tile.data()));
-  }
-}
-
 uint64_t init_stream(uint64_t seed, int64_t layer, LinearKind kind) {
   return mix_key(mix_key(mix_key(seed, 0x1A17'A5EEDull), static_cast<uint64_t>(layer)),
                  static_cast<uint64_t>(kind));
@@ -154,10 +139,16 @@ void LoraLayer::forward(const float* x, int64_t n, const FrozenMatrix& W, float*
   const float* g = saved.g.data();
   const int64_t count = n * out_;
   if (saved.dropped) {
-    // The (g − 1) term multiplies the DROPPED input's frozen output: one extra frozen GEMM.
-    linear_forward(xd, n, W, nullptr, z, tile);
+    // The (g − 1) term multiplies the DROPPED input's frozen output xd Wᵀ = (x Wᵀ − (x ⊙ drop) Wᵀ)
+    // / (1 − p): y holds x Wᵀ, and only the dropped inputs (fraction p) need a product.
+    find_dropped(n, in_, p_, dropout_stream(mode.dropout, layer_, kind_), mode.dropout.row0, scratch.dropped);
+    dropped_times_wt(x, scratch.dropped, W, tile, scratch.transposed, z, out_);
+    const float keep_scale = 1.0f / (1.0f - p_);
 #pragma omp parallel for schedule(static)
-    for (int64_t e = 0; e < count; ++e) y[e] -= z[e];
+    for (int64_t e = 0; e < count; ++e) {
+      z[e] = (y[e] - z[e]) * keep_scale;  // xd Wᵀ
+      y[e] -= z[e];
+    }
   } else {
     std::copy(y, y + count, z);  // without dropout xd Wᵀ is the base output itself
   }
@@ -197,16 +188,26 @@ void LoraLayer::backward(const float* x, const float* dy, int64_t n, const Froze
     if (wants.magnitude) {
       // dm_i = Σ_t dy_ti z_ti / n_i (n detached), accumulated in double over the tokens.
       const float* z = saved.z.data();
+      // Blocks of kColumns outputs walk the tokens row by row (contiguous reads, unlike one
+      // column at a time); each output's sum still runs over t in order, whatever the threads.
+      constexpr int64_t kColumns = 64;
 #pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < out_; ++i) {
-        double acc = 0;
-        for (int64_t t = 0; t < n; ++t) acc += static_cast<double>(dy[t * out_ + i]) * z[t * out_ + i];
-        if (saved.norm[i] > 0.0f) dm[i] += static_cast<float>(acc / saved.norm[i]);
+      for (int64_t i0 = 0; i0 < out_; i0 += kColumns) {
+        const int64_t width = std::min(kColumns, out_ - i0);
+        double acc[kColumns] = {};
+        for (int64_t t = 0; t < n; ++t) {
+          const float* dyt = dy + t * out_ + i0;
+          const float* zt = z + t * out_ + i0;
+#pragma omp simd
+          for (int64_t c = 0; c < width; ++c) acc[c] += static_cast<double>(dyt[c]) * zt[c];
+        }
+        for (int64_t c = 0; c < width; ++c)
+          if (saved.norm[i0 + c] > 0.0f) dm[i0 + c] += static_cast<float>(acc[c] / saved.norm[i0 + c]);
       }
     }
   }
   // v = dz B [n, r]
-  float* v = scratch.get(kSmall, static_cast<size_t>(n * r_));
+  float* v = scratch.get(kSmall, static_cast<size_t>(n * r_ + out_));  // + DoRA's g − 1 below
   sgemm(false, false, n, r_, out_, 1.0f, dz, out_, B.data(), r_, 0.0f, v, r_);
   if (wants.directions) {
     sgemm(true, false, out_, r_, n, scaling_, dz, out_, saved.u.data(), r_, 1.0f, dB.data(),
@@ -220,20 +221,34 @@ void LoraLayer::backward(const float* x, const float* dy, int64_t n, const Froze
     sgemm(false, false, n, in_, r_, scaling_, v, r_, A.data(), in_, 1.0f, dx, in_);
     return;
   }
-  // With dropout the adapter terms see xd: dx = dy W + mask ⊙ [(dy ⊙ (g − 1)) W + s·v A] / (1 − p).
-  linear_backward_input(dy, n, W, dx, 0.0f, tile);
+  // With dropout the adapter terms see xd: dx = dy W + keep ⊙ [(dy ⊙ (g − 1)) W + s·v A] / (1 − p).
   float* gxd = scratch.get(kInputGrad, static_cast<size_t>(n * in_));
-  if (dora_) {
-    float* dyg = scratch.get(kRowGrad, static_cast<size_t>(n * out_));  // dz is no longer needed: reuse
-    const float* g = saved.g.data();
-#pragma omp parallel for schedule(static)
-    for (int64_t t = 0; t < n; ++t)
-      for (int64_t i = 0; i < out_; ++i) dyg[t * out_ + i] = dy[t * out_ + i] * (g[i] - 1.0f);
-    linear_backward_input(dyg, n, W, gxd, 0.0f, tile);
-    sgemm(false, false, n, in_, r_, scaling_, v, r_, A.data(), in_, 1.0f, gxd, in_);
-  } else {
-    sgemm(false, false, n, in_, r_, scaling_, v, r_, A.data(), in_, 0.0f, gxd, in_);
+  sgemm(false, false, n, in_, r_, scaling_, v, r_, A.data(), in_, 0.0f, gxd, in_);
+  if (!dora_) {
+    linear_backward_input(dy, n, W, dx, 0.0f, tile);
+    dropout_backward_add(gxd, n, in_, p_, stream, row0, dx);
+    return;
   }
+  // DoRA: keep = 1 − drop turns the two frozen products into one, (dy ⊙ c) W with
+  // c = 1 + (g − 1)/(1 − p), minus (dy ⊙ (g − 1)) W / (1 − p) at the dropped positions only
+  // (dropped_product.h), which receive the frozen path dy W alone.
+  const float keep_scale = 1.0f / (1.0f - p_);
+  float* g_minus_1 = v + n * r_;
+  float* dyc = scratch.get(kRowGrad, static_cast<size_t>(n * out_));  // dz is no longer needed: reuse
+  const float* g = saved.g.data();
+  for (int64_t i = 0; i < out_; ++i) g_minus_1[i] = g[i] - 1.0f;
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t i = 0; i < out_; ++i)
+      dyc[t * out_ + i] = dy[t * out_ + i] * (1.0f + g_minus_1[i] * keep_scale);
+  linear_backward_input(dyc, n, W, dx, 0.0f, tile);
+  find_dropped(n, in_, p_, stream, row0, scratch.dropped);
+  sampled_dy_times_w(dy, g_minus_1, scratch.dropped, W, tile, scratch.transposed, scratch.sampled);
+  const DroppedSet& d = scratch.dropped;
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t k = d.offsets[t]; k < d.offsets[t + 1]; ++k)
+      dx[t * in_ + d.cols[k]] -= scratch.sampled[k] * keep_scale;
   dropout_backward_add(gxd, n, in_, p_, stream, row0, dx);
 }
 

@@ -16,8 +16,9 @@
 //   Gradient checkpointing: drop `saved`, replay forward with the same AdapterMode (same
 //   DropoutKey) before backward; the dropout mask and every saved value are reproduced exactly.
 // Cost per call: LoRA adds 2·n·r·(in + out) flops. DoRA adds the norm (out·in·r for W Aᵀ, one
-// pass over W's rows, plus in·r²) and, with dropout in training, one more frozen GEMM in forward
-// and in backward (xd Wᵀ and (dy ⊙ (g − 1)) W).
+// pass over W's rows, plus in·r²) and, with dropout in training, the frozen products on the
+// dropped inputs only (about p of a frozen GEMM in forward and in backward, dropped_product.h),
+// not the second full frozen GEMM a direct xd Wᵀ would cost.
 // Maths (formats.md §2.3-2.4, bidora-algorithm.md §1), xd = dropout(x), u = xd Aᵀ, s = scaling:
 //   LoRA: y = x Wᵀ + s · u Bᵀ
 //   DoRA: y = x Wᵀ + (g − 1) ⊙ (xd Wᵀ) + g ⊙ s · u Bᵀ, g = m / n, n = ‖W + s·BA‖_row detached.
@@ -26,6 +27,7 @@
 
 #include "adapters/adapter_config.h"
 #include "adapters/dropout.h"
+#include "adapters/dropped_product.h"
 #include "model/frozen_matrix.h"
 #include "model/linear.h"
 
@@ -53,6 +55,12 @@ struct LoraSaved {
 class AdapterScratch {
  public:
   float* get(int slot, size_t floats);
+
+  // DoRA with dropout (dropped_product.h): the dropped positions, a transposed weight tile and
+  // the sampled products at the dropped positions.
+  DroppedSet dropped;
+  std::vector<float> transposed;
+  std::vector<float> sampled;
 
  private:
   std::vector<float> slots_[4];

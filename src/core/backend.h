@@ -21,7 +21,13 @@ ComputeBackend& backend();
 
 // Number of worker threads for kernels and GEMM. Defaults to the cores available to the process.
 int num_threads();
+// Sets the count and pins the worker threads to cores (pin_threads_to_cores).
 void set_num_threads(int n);
+// Pins OpenMP worker thread i to the i-th CPU this process may run on, so threads do not
+// migrate between cores (and lose their caches) mid-GEMM. Does nothing when the user placed
+// threads themselves (OMP_PROC_BIND, OMP_PLACES, GOMP_CPU_AFFINITY) or asked for more threads
+// than CPUs. Returns the number of threads pinned.
+int pin_threads_to_cores();
 
 inline void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {

@@ -2,7 +2,11 @@
 // falls back to SSE3 kernels) with OpenMP threads.
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
 #include <sched.h>
+
+#include <cstdlib>
+#include <vector>
 
 #include "core/backend.h"
 #include "core/error.h"
@@ -53,6 +57,32 @@ int num_threads() {
 void set_num_threads(int n) {
   g_threads = n > 0 ? n : available_cores();
   omp_set_num_threads(g_threads);
+  pin_threads_to_cores();
+}
+
+int pin_threads_to_cores() {
+  // The user's (or the OpenMP runtime's) placement wins over ours.
+  if (std::getenv("OMP_PROC_BIND") || std::getenv("OMP_PLACES") || std::getenv("GOMP_CPU_AFFINITY")) return 0;
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return 0;
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+  const int threads = num_threads();
+  // More threads than CPUs would pile several onto one CPU: leave placement to the scheduler.
+  if (threads > static_cast<int>(cpus.size())) return 0;
+  int pinned = 0;
+  // libgomp keeps its pool threads between parallel regions (oneDNN runs on the same pool), so
+  // pinning them once here holds for every later kernel and GEMM. The master thread is pinned
+  // too, which is why the process's mask is read (and kept in `cpus`) before this region.
+#pragma omp parallel num_threads(threads) reduction(+ : pinned)
+  {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpus[omp_get_thread_num()], &one);
+    pinned += pthread_setaffinity_np(pthread_self(), sizeof(one), &one) == 0 ? 1 : 0;
+  }
+  return pinned;
 }
 
 }  // namespace bidora

@@ -1,0 +1,105 @@
+// The products on dropout's dropped inputs (DoRA with dropout): the dropped set is exactly the
+// complement of dropout_keep, and both kernels equal a naive double product over several weight
+// tiles, transposed chunks and column blocks (out > 128 and not a multiple of the block).
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "adapter_test_util.h"
+#include "adapters/dropout.h"
+#include "adapters/dropped_product.h"
+#include "model/linear.h"
+
+namespace bidora {
+namespace {
+
+struct Case {
+  WeightStorage storage;
+  int64_t tile_rows;  // rows per weight tile (f32 storage chunks the whole matrix by it instead)
+};
+
+class DroppedProduct : public ::testing::TestWithParam<Case> {};
+
+TEST_P(DroppedProduct, MatchesNaiveDouble) {
+  const int64_t n = 7, in = 45, out = 301;
+  const float p = 0.2f;
+  const uint64_t stream = dropout_stream({.seed = 3, .step = 9, .row0 = 0}, 1, LinearKind::Gate);
+  const int64_t row0 = 11;
+  const FrozenMatrix W =
+      FrozenMatrix::from_f32(test::random_vec(out * in, 21, 0.4f), out, in, GetParam().storage);
+  const std::vector<double> w = test::dense_weight(W);
+  WeightTile tile(static_cast<size_t>(GetParam().tile_rows * in));
+  const std::vector<float> x = test::random_vec(n * in, 22), dy = test::random_vec(n * out, 23),
+                           scale = test::random_vec(out, 24);
+
+  DroppedSet set;
+  find_dropped(n, in, p, stream, row0, set);
+  ASSERT_EQ(set.offsets.size(), static_cast<size_t>(n + 1));
+  int64_t expected_nnz = 0;
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t j = 0; j < in; ++j) {
+      if (dropout_keep(stream, row0, t, j, in, p)) continue;
+      ASSERT_LT(expected_nnz, set.nnz());
+      EXPECT_EQ(set.cols[expected_nnz], j) << "row " << t;
+      ++expected_nnz;
+    }
+  ASSERT_EQ(set.nnz(), expected_nnz);
+  EXPECT_GT(set.nnz(), n * in / 10);  // p = 0.2: about 63 of 315 positions
+
+  std::vector<float> transposed;
+  const int64_t ldc = out + 3;  // a row stride wider than out
+  std::vector<float> c(static_cast<size_t>(n * ldc), -7.0f);
+  dropped_times_wt(x.data(), set, W, tile, transposed, c.data(), ldc);
+  std::vector<float> sampled;
+  sampled_dy_times_w(dy.data(), scale.data(), set, W, tile, transposed, sampled);
+  ASSERT_EQ(sampled.size(), static_cast<size_t>(set.nnz()));
+
+  double worst_c = 0, worst_s = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t o = 0; o < out; ++o) {
+      double ref = 0, mag = 0;
+      for (int64_t k = set.offsets[t]; k < set.offsets[t + 1]; ++k) {
+        ref += x[t * in + set.cols[k]] * w[o * in + set.cols[k]];
+        mag += std::abs(x[t * in + set.cols[k]] * w[o * in + set.cols[k]]);
+      }
+      worst_c = std::max(worst_c, std::abs(c[t * ldc + o] - ref) / (mag + 1e-30));
+    }
+    for (int64_t o = out; o < ldc; ++o) EXPECT_EQ(c[t * ldc + o], -7.0f) << "wrote past the output columns";
+    for (int64_t k = set.offsets[t]; k < set.offsets[t + 1]; ++k) {
+      double ref = 0, mag = 0;
+      for (int64_t o = 0; o < out; ++o) {
+        ref += static_cast<double>(dy[t * out + o]) * scale[o] * w[o * in + set.cols[k]];
+        mag += std::abs(static_cast<double>(dy[t * out + o]) * scale[o] * w[o * in + set.cols[k]]);
+      }
+      worst_s = std::max(worst_s, std::abs(sampled[k] - ref) / (mag + 1e-30));
+    }
+  }
+  EXPECT_LT(worst_c, 1e-6);
+  EXPECT_LT(worst_s, 1e-6);
+}
+
+INSTANTIATE_TEST_SUITE_P(Storages, DroppedProduct,
+                         ::testing::Values(Case{WeightStorage::F32, 64}, Case{WeightStorage::F32, 1000},
+                                           Case{WeightStorage::BF16, 97}, Case{WeightStorage::NF4, 300}),
+                         [](const auto& info) {
+                           return std::string(storage_name(info.param.storage)) + "_tile" +
+                                  std::to_string(info.param.tile_rows);
+                         });
+
+TEST(DroppedProduct, EmptyRowsAndNoDrops) {
+  // p tiny: no position is dropped, the products are all zero and nothing is sampled.
+  const FrozenMatrix W = FrozenMatrix::from_f32(test::random_vec(5 * 8, 1), 5, 8, WeightStorage::F32);
+  WeightTile tile;
+  DroppedSet set;
+  find_dropped(3, 8, 1e-30f, 42, 0, set);
+  EXPECT_EQ(set.nnz(), 0);
+  std::vector<float> x = test::random_vec(3 * 8, 2), c(3 * 5, 1.0f), transposed, sampled;
+  dropped_times_wt(x.data(), set, W, tile, transposed, c.data(), 5);
+  for (float v : c) EXPECT_EQ(v, 0.0f);
+  std::vector<float> dy = test::random_vec(3 * 5, 3);
+  sampled_dy_times_w(dy.data(), nullptr, set, W, tile, transposed, sampled);
+  EXPECT_TRUE(sampled.empty());
+}
+
+}  // namespace
+}  // namespace bidora
