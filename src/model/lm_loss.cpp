@@ -7,6 +7,7 @@
 
 #include "core/backend.h"
 #include "core/error.h"
+#include "model/attention_kernels.h"
 
 namespace bidora {
 namespace {
@@ -53,6 +54,7 @@ LossSums lm_head_cross_entropy(const float* hidden, int64_t n, const FrozenMatri
   ws.row_target.resize(TC);
   if (dhidden) ws.dhidden.resize(TC * H);
 
+  const attention_detail::KernelTable& kernels = attention_detail::active_kernels();
   for (int64_t c0 = 0; c0 < active; c0 += TC) {
     const int64_t tc = std::min(TC, active - c0);
     for (int64_t r = 0; r < tc; ++r)
@@ -66,16 +68,17 @@ LossSums lm_head_cross_entropy(const float* hidden, int64_t n, const FrozenMatri
       vocab_chunk_logits(ws.hidden.data(), tc, W, v0, m, ws.logits.data(), ws.tile);
 #pragma omp parallel for schedule(static)
       for (int64_t r = 0; r < tc; ++r) {
-        const float* lr = ws.logits.data() + r * m;
-        float mx = ws.row_max[r];
-        for (int64_t j = 0; j < m; ++j) mx = std::max(mx, lr[j]);
+        float* lr = ws.logits.data() + r * m;
+        const int32_t tgt = targets[ws.rows[c0 + r]];
+        if (tgt >= v0 && tgt < v0 + m) ws.row_target[r] = lr[tgt - v0];  // before exp_sum overwrites lr
+        const float mx = std::max(ws.row_max[r], kernels.max(lr, static_cast<int>(m)));
         float s = ws.row_sum[r] * std::exp(ws.row_max[r] - mx);
         if (ws.row_max[r] == -std::numeric_limits<float>::infinity()) s = 0;
-        for (int64_t j = 0; j < m; ++j) s += std::exp(lr[j] - mx);
+        // The vectorised exp of the attention kernels: libm's expf takes a slow path on every
+        // underflowing logit, and most of a 150k vocabulary underflows.
+        s += kernels.exp_sum(lr, static_cast<int>(m), 1.0f, mx);
         ws.row_max[r] = mx;
         ws.row_sum[r] = s;
-        const int32_t tgt = targets[ws.rows[c0 + r]];
-        if (tgt >= v0 && tgt < v0 + m) ws.row_target[r] = lr[tgt - v0];
       }
     }
     for (int64_t r = 0; r < tc; ++r) {
@@ -93,8 +96,9 @@ LossSums lm_head_cross_entropy(const float* hidden, int64_t n, const FrozenMatri
 #pragma omp parallel for schedule(static)
       for (int64_t r = 0; r < tc; ++r) {
         float* lr = ws.logits.data() + r * m;
-        const float mx = ws.row_max[r], inv = 1.0f / ws.row_sum[r];
-        for (int64_t j = 0; j < m; ++j) lr[j] = grad_scale * std::exp(lr[j] - mx) * inv;
+        const float mx = ws.row_max[r], scale = grad_scale / ws.row_sum[r];
+        kernels.exp_sum(lr, static_cast<int>(m), 1.0f, mx);
+        for (int64_t j = 0; j < m; ++j) lr[j] *= scale;
         const int32_t tgt = targets[ws.rows[c0 + r]];
         if (tgt >= v0 && tgt < v0 + m) lr[tgt - v0] -= grad_scale;
       }
