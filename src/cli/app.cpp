@@ -20,6 +20,7 @@ int run(int argc, char** argv) {
   register_info(app);
   register_list_models(app);
   register_config(app);
+  register_estimate(app);
   register_model_info(app);
   register_data_preview(app);
   register_train(app);

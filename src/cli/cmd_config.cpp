@@ -20,18 +20,18 @@ int64_t effective_batch(const TrainConfig& c) {
 }
 
 std::string plan_summary(const ConfigPlan& plan) {
-  if (!plan.model || !plan.storage) return "Model: " + plan.note;
-  const StoragePlan& s = *plan.storage;
+  if (!plan.model || !plan.training) return "Model: " + plan.note;
+  const TrainingPlan& p = *plan.training;
   return fmt::format(
-      "Model {} ({}, {} params): weights as {} ({}); estimated training memory {} of {} available.",
+      "Model {} ({}, {} params): weights as {}; estimated training memory {} of {} available{}.",
       plan.model_dir, family_name(plan.model->family), format_count(plan.model->num_parameters()),
-      storage_name(s.storage), s.reason, format_bytes(s.estimate.total()),
-      format_bytes(plan.available_bytes));
+      storage_name(p.storage), format_bytes(p.estimate.total()), format_bytes(plan.available_bytes),
+      p.fits ? "" : fmt::format(" (more than the {:.0f}% bidora plans to use)", kFitMargin * 100));
 }
 
 }  // namespace
 
-ConfigPlan make_config_plan(const TrainConfig& cfg, const HardwareInfo& hw) {
+ConfigPlan make_config_plan(const TrainConfig& cfg, const ConfigOrigins& origins, const HardwareInfo& hw) {
   ConfigPlan plan;
   plan.threads = plan_threads(cfg, hw);
   plan.available_bytes = hw.memory.available_bytes;
@@ -44,7 +44,8 @@ ConfigPlan make_config_plan(const TrainConfig& cfg, const HardwareInfo& hw) {
   try {
     plan.model_dir = resolve_model_dir(cfg.model.name_or_path);
     plan.model = ModelConfig::from_file(plan.model_dir + "/config.json");
-    plan.storage = plan_storage(cfg, *plan.model, plan.available_bytes);
+    plan.training = plan_training(cfg, origins, *plan.model, host_memory(hw), hw);
+    plan.threads = plan.training->threads;
   } catch (const Error& e) {
     plan.note = e.what();
   }
@@ -71,6 +72,10 @@ void print_config_table(const TrainConfig& cfg, const ConfigOrigins& origins, co
                        effective_batch(cfg), scaling_formula(cfg.adapter)));
   t.footer(fmt::format("Threads: {}.", plan.threads));
   t.footer(plan_summary(plan));
+  if (plan.training) {
+    for (const auto& line : plan_lines(*plan.training)) t.footer(line);
+    if (!plan.training->error.empty()) t.footer("Plan failed: " + plan.training->error + ".");
+  }
   for (const auto& m : missing_for_training(cfg)) t.footer("Needed before training: " + m + ".");
   t.print(out);
 }
@@ -83,14 +88,15 @@ nlohmann::json config_report_json(const TrainConfig& cfg, const ConfigOrigins& o
     sources[f.path] = it == origins.end() ? "default" : it->second;
   }
   nlohmann::json model = nullptr;
-  if (plan.model && plan.storage) {
+  if (plan.model && plan.training) {
     model = {{"dir", plan.model_dir},
              {"family", family_name(plan.model->family)},
              {"parameters", plan.model->num_parameters()},
-             {"storage", storage_name(plan.storage->storage)},
-             {"storage_reason", plan.storage->reason},
-             {"estimated_memory_bytes", plan.storage->estimate.total()},
-             {"trainable_parameters", plan.storage->estimate.trainable_params}};
+             {"storage", storage_name(plan.training->storage)},
+             {"storage_reason", plan.training->choices.front().reason},
+             {"estimated_memory_bytes", plan.training->estimate.total()},
+             {"trainable_parameters", plan.training->estimate.trainable_params},
+             {"plan", plan_json(*plan.training)}};
   }
   return {{"config", to_json(cfg)},
           {"sources", sources},
@@ -125,7 +131,7 @@ void register_config(CLI::App& app) {
     validate(cfg);
     HardwareProbe probe;
     probe.run_nvidia_smi = false;  // only CPUs and RAM matter here
-    const ConfigPlan plan = make_config_plan(cfg, detect_hardware(probe));
+    const ConfigPlan plan = make_config_plan(cfg, origins, detect_hardware(probe));
     if (st->json) {
       fmt::print("{}\n", config_report_json(cfg, origins, plan).dump(2));
     } else if (st->yaml) {

@@ -3,14 +3,15 @@
 #include "cli/commands.h"
 #include "cli/list_models.h"
 #include "cli/table.h"
+#include "cli/training_plan.h"
 #include "core/hardware.h"
 
 namespace bidora::cli {
 namespace {
 
 std::string assumptions(const TrainingShape& s) {
-  return fmt::format("LoRA r={} on {} Linear layers per block, AdamW (f32 states), batch {} x {} tokens, {}",
-                     s.lora_rank, s.targets.size(), s.batch, s.seq_len,
+  return fmt::format("LoRA r={} on {} Linear layers per block, {}, batch {} x {} tokens, {}", s.lora_rank,
+                     s.targets.size(), s.adam_8bit ? "8-bit AdamW" : "AdamW (f32 states)", s.batch, s.seq_len,
                      s.gradient_checkpointing ? "gradient checkpointing" : "no gradient checkpointing");
 }
 
@@ -49,12 +50,11 @@ nlohmann::json list_models_json(const std::vector<ModelFit>& fits, int64_t avail
     const ModelConfig& c = f.entry->config;
     json memory = json::object();
     for (size_t i = 0; i < kListedStorages.size(); ++i) {
-      const MemoryEstimate& e = f.estimate[i];
-      memory[storage_name(kListedStorages[i])] = {
-          {"total_bytes", e.total()},   {"weights_bytes", e.weights},
-          {"adapter_bytes", e.adapter}, {"activations_bytes", e.activations},
-          {"scratch_bytes", e.scratch}, {"overhead_bytes", e.overhead},
-          {"fits", f.fits[i]}};
+      // The same parts as `bidora estimate --json` (one estimate function for both).
+      json m = estimate_json(f.estimate[i]);
+      m.erase("trainable_parameters");
+      m["fits"] = f.fits[i];
+      memory[storage_name(kListedStorages[i])] = std::move(m);
     }
     models.push_back(
         {{"id", f.entry->id},
@@ -84,7 +84,7 @@ nlohmann::json list_models_json(const std::vector<ModelFit>& fits, int64_t avail
             {"batch_size", shape.batch},
             {"seq_len", shape.seq_len},
             {"gradient_checkpointing", shape.gradient_checkpointing},
-            {"optimizer", "adamw (f32 states)"}}},
+            {"optimizer", shape.adam_8bit ? "adamw_8bit" : "adamw (f32 states)"}}},
           {"families", families},
           {"models", models}};
 }

@@ -59,15 +59,17 @@ struct StopSignalGuard {
 
 void run(const ConfigOptions& options) {
   ConfigOrigins origins;
-  TrainConfig cfg = options.resolve(&origins);
+  const TrainConfig configured = options.resolve(&origins);
   const HardwareInfo hw = detect_hardware();
-  ConfigPlan plan = make_config_plan(cfg, hw);
-  if (!plan.storage) fail("model '{}': {}", cfg.model.name_or_path, plan.note);
-  cfg.hardware.threads = plan.threads;
+  const ConfigPlan plan = make_config_plan(configured, origins, hw);
+  if (!plan.training) fail("model '{}': {}", configured.model.name_or_path, plan.note);
   system_table(hw).print(stdout);
   std::fputc('\n', stdout);
-  print_config_table(cfg, origins, plan, stdout);
+  // The table shows the configuration as given; its footer lists the plan's choices and reasons.
+  print_config_table(configured, origins, plan, stdout);
   std::fflush(stdout);
+  if (!plan.training->error.empty()) fail("{}", plan.training->error);
+  const TrainConfig cfg = plan.training->apply(configured);
 
   ProgressBar bar;  // redraws one line on a terminal; only the log lines otherwise
   train::TrainCallbacks callbacks;
@@ -87,7 +89,7 @@ void run(const ConfigOptions& options) {
     bar.print(line, progress_state(e));
   };
   StopSignalGuard signals;
-  const auto result = train::run_training(cfg, plan.storage->storage, callbacks);
+  const auto result = train::run_training(cfg, plan.training->storage, callbacks);
   bar.finish();
   if (result.interrupted) {
     fmt::print("\nStopped at step {}. Checkpoint: {}\nContinue with the same command plus --resume.\n",

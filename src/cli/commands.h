@@ -9,6 +9,7 @@ namespace bidora::cli {
 void register_info(CLI::App& app);
 void register_list_models(CLI::App& app);
 void register_config(CLI::App& app);
+void register_estimate(CLI::App& app);
 void register_model_info(CLI::App& app);
 void register_data_preview(CLI::App& app);
 void register_train(CLI::App& app);

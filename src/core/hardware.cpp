@@ -48,6 +48,14 @@ int HardwareInfo::usable_cpus() const {
   return n;
 }
 
+int HardwareInfo::usable_physical_cores() const {
+  int n = available_physical_cores > 0 ? available_physical_cores
+                                       : (physical_cores > 0 ? std::min(physical_cores, usable_cpus()) : 0);
+  if (n <= 0) return usable_cpus();
+  if (cpu_quota && *cpu_quota > 0) n = std::min(n, std::max(1, static_cast<int>(std::ceil(*cpu_quota))));
+  return n;
+}
+
 namespace {
 
 std::optional<std::string> try_read(const std::string& path) {
@@ -401,10 +409,15 @@ CpuInfo parse_cpuinfo(const std::string& text) {
   CpuInfo c;
   std::set<std::pair<std::string, std::string>> cores;  // (physical id, core id)
   std::string physical_id, core_id;
+  int processor = -1;
   auto flush = [&] {
-    if (!core_id.empty()) cores.emplace(physical_id, core_id);
+    if (!core_id.empty()) {
+      cores.emplace(physical_id, core_id);
+      if (processor >= 0) c.processor_core.emplace_back(processor, physical_id + ":" + core_id);
+    }
     physical_id.clear();
     core_id.clear();
+    processor = -1;
   };
   std::istringstream in(text);
   std::string line;
@@ -416,7 +429,10 @@ CpuInfo parse_cpuinfo(const std::string& text) {
     }
     const std::string key = trim(line.substr(0, colon));
     const std::string value = trim(line.substr(colon + 1));
-    if (key == "processor") ++c.logical;
+    if (key == "processor") {
+      ++c.logical;
+      processor = static_cast<int>(parse_int(value).value_or(-1));
+    }
     if (key == "model name" && c.model.empty()) c.model = value;
     if (key == "vendor_id" && c.vendor.empty()) c.vendor = value;
     if (key == "physical id") physical_id = value;
@@ -513,8 +529,10 @@ HardwareInfo detect_hardware(const HardwareProbe& probe) {
 
   std::string brand;
   hw.isa = detect_cpu_features(hw.cpu_vendor, brand);
+  std::vector<std::pair<int, std::string>> processor_core;
   if (auto text = try_read(root + "/proc/cpuinfo")) {
     auto c = hw_detail::parse_cpuinfo(*text);
+    processor_core = std::move(c.processor_core);
     if (!c.model.empty()) hw.cpu_model = c.model;
     if (!c.vendor.empty()) hw.cpu_vendor = c.vendor;
     hw.logical_cpus = c.logical;
@@ -528,10 +546,17 @@ HardwareInfo detect_hardware(const HardwareProbe& probe) {
   if (hw.physical_cores == 0) hw.physical_cores = hw.logical_cpus;
 
   hw.available_cpus = hw.logical_cpus;
+  hw.available_physical_cores = processor_core.empty() ? 0 : hw.physical_cores;
   if (probe.query_affinity) {
     cpu_set_t set;
     CPU_ZERO(&set);
-    if (::sched_getaffinity(0, sizeof(set), &set) == 0) hw.available_cpus = CPU_COUNT(&set);
+    if (::sched_getaffinity(0, sizeof(set), &set) == 0) {
+      hw.available_cpus = CPU_COUNT(&set);
+      std::set<std::string> cores;  // the distinct cores of the CPUs this process may run on
+      for (const auto& [cpu, core] : processor_core)
+        if (cpu < CPU_SETSIZE && CPU_ISSET(cpu, &set)) cores.insert(core);
+      hw.available_physical_cores = static_cast<int>(cores.size());
+    }
   }
 
   for (int i = 0;; ++i) {

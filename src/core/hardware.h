@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace bidora {
@@ -61,12 +62,13 @@ struct MemoryInfo {
 };
 
 struct HardwareInfo {
-  std::string cpu_model;            // "model name" from /proc/cpuinfo, else the cpuid brand string
-  std::string cpu_vendor;           // "GenuineIntel", "AuthenticAMD", ...
-  int logical_cpus = 0;             // logical CPUs listed by the machine
-  int physical_cores = 0;           // distinct (physical id, core id) pairs; logical_cpus when not listed
-  int available_cpus = 0;           // CPUs in this process's affinity mask (taskset, cpuset)
-  std::optional<double> cpu_quota;  // cgroup CPU bandwidth limit in CPUs (e.g. 1.5), if any
+  std::string cpu_model;             // "model name" from /proc/cpuinfo, else the cpuid brand string
+  std::string cpu_vendor;            // "GenuineIntel", "AuthenticAMD", ...
+  int logical_cpus = 0;              // logical CPUs listed by the machine
+  int physical_cores = 0;            // distinct (physical id, core id) pairs; logical_cpus when not listed
+  int available_cpus = 0;            // CPUs in this process's affinity mask (taskset, cpuset)
+  int available_physical_cores = 0;  // distinct physical cores among them; 0 when not known
+  std::optional<double> cpu_quota;   // cgroup CPU bandwidth limit in CPUs (e.g. 1.5), if any
   CpuFeatures isa;
   std::vector<CacheInfo> caches;  // of CPU 0
   MemoryInfo memory;
@@ -79,6 +81,9 @@ struct HardwareInfo {
 
   // Threads worth running: the affinity mask, capped by the cgroup CPU quota (rounded up).
   int usable_cpus() const;
+  // Physical cores this process may use (SMT siblings count once), capped like usable_cpus():
+  // the auto-hardware thread count, since the GEMMs gain little from a core's second thread.
+  int usable_physical_cores() const;
 };
 
 // Where detection looks. Tests point fs_root at a fake tree holding proc/... and sys/... files.
@@ -100,6 +105,9 @@ MemInfo parse_meminfo(const std::string& text);  // values are in kB
 struct CpuInfo {
   std::string model, vendor;
   int logical = 0, physical_cores = 0;
+  // "physical id:core id" of each listed processor, by its "processor" number (empty when the
+  // file lists no core ids).
+  std::vector<std::pair<int, std::string>> processor_core;
 };
 CpuInfo parse_cpuinfo(const std::string& text);
 // "max" -> nullopt; a byte count otherwise. v1's "unlimited" (>= 2^62) -> nullopt.

@@ -12,33 +12,19 @@ int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
 }
 
-constexpr int64_t kF32 = 4, kBF16 = 2;
+constexpr int64_t kF32 = 4, kF64 = 8, kBF16 = 2;
 
-// Floats kept per token by one block's forward for its backward (see the header comment).
-int64_t layer_floats_per_token(const ModelConfig& c, const TrainingShape& s) {
-  const int64_t H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
-  int64_t f = 2 * H;  // the two RMSNorm outputs
-  f += Q + 2 * KV;    // q, k, v projections
-  f += Q + KV;        // q, k after RoPE
-  f += Q;             // attention output (input of o_proj)
-  f += H;             // residual after attention
-  f += 3 * I;         // gate, up, silu(gate) * up
-  for (const auto& l : block_linear_shapes(c)) {
-    if (std::find(s.targets.begin(), s.targets.end(), l.name) == s.targets.end()) continue;
-    f += s.lora_rank;               // x · Aᵀ
-    if (s.lora_dropout) f += l.in;  // the dropped-out input the LoRA path saw
-  }
-  return f;
+bool targeted(const TrainingShape& s, const char* name) {
+  return std::find(s.targets.begin(), s.targets.end(), name) != s.targets.end();
 }
 
-// Floats per token that training without checkpointing keeps for every layer, beyond the
-// checkpointed set: the decoder's activation store and the adapter runtime's per-layer state.
-int64_t stored_floats_per_token(const ModelConfig& c, const TrainingShape& s) {
-  int64_t f = layer_activation_floats(c);
+// Floats per token an adapted Linear saves for its backward (LoraSaved: u [N, r], DoRA's z [N, out]).
+int64_t adapter_saved_floats_per_token(const ModelConfig& c, const TrainingShape& s) {
+  int64_t f = 0;
   for (const auto& l : block_linear_shapes(c)) {
-    if (std::find(s.targets.begin(), s.targets.end(), l.name) == s.targets.end()) continue;
-    f += s.lora_rank;        // u = xd·Aᵀ
-    if (s.dora) f += l.out;  // z = xd·Wᵀ + s·u·Bᵀ, for dm
+    if (!targeted(s, l.name)) continue;
+    f += s.lora_rank;
+    if (s.dora) f += l.out;
   }
   return f;
 }
@@ -102,6 +88,25 @@ int64_t frozen_weight_bytes(const ModelConfig& c, WeightStorage storage) {
   return bytes;
 }
 
+int64_t optimizer_state_bytes(int64_t numel, bool adam_8bit) {
+  if (!adam_8bit || numel < kAdam8bitMinNumel) return 2 * numel * kF32;
+  return 2 * (numel + ceil_div(numel, kAdam8bitBlock) * kF32);
+}
+
+std::vector<MemoryEstimate::Part> MemoryEstimate::parts() const {
+  return {{"weights", "frozen base weights in their storage", weights},
+          {"adapter", "trainable A, B (m) and their gradients, f32", adapter},
+          {"optimizer", "optimiser states (AdamW m, v)", optimizer},
+          {"activations", "kept for the backward: layer inputs (all activations without checkpointing)",
+           activations},
+          {"layer", "one layer's working set and gradient buffers, adapter scratch", layer},
+          {"attention", "attention workspace: K, V tiles, delta (no T x T matrix)", attention},
+          {"loss", "lm_head + cross-entropy chunk", loss},
+          {"checkpoint", "a save's copy of the adapter (and optimiser state)", checkpoint},
+          {"scratch", "dequantisation tiles (and the BiDoRA regulariser)", scratch},
+          {"overhead", "process, libraries, tokenizer", overhead}};
+}
+
 MemoryEstimate estimate_training_memory(const ModelConfig& c, WeightStorage storage, const TrainingShape& s) {
   BIDORA_CHECK(c.hidden_size > 0 && c.num_layers > 0 && c.vocab_size > 0,
                "memory estimate: the model config has no dimensions (hidden_size {}, layers {}, vocab {})",
@@ -109,45 +114,70 @@ MemoryEstimate estimate_training_memory(const ModelConfig& c, WeightStorage stor
   BIDORA_CHECK(s.batch >= 1 && s.seq_len >= 1 && s.lora_rank >= 1,
                "memory estimate: batch {}, seq_len {} and rank {} must all be >= 1", s.batch, s.seq_len,
                s.lora_rank);
+  const int64_t H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim(), L = c.num_layers,
+                r = s.lora_rank;
+  const int64_t N = s.tokens();
+  constexpr int64_t A = kActivationBytes;
   MemoryEstimate e;
   e.weights = frozen_weight_bytes(c, storage);
 
-  int64_t directions = 0, magnitudes = 0, regulariser_floats = 0;
+  // Adapter tensors and their optimiser state, per adapted Linear of one layer.
+  int64_t directions = 0, magnitudes = 0, optimizer = 0, regulariser_floats = 0, max_in = 0, max_out = 0;
   for (const auto& l : block_linear_shapes(c)) {
-    if (std::find(s.targets.begin(), s.targets.end(), l.name) == s.targets.end()) continue;
-    directions += s.lora_rank * (l.in + l.out);
-    magnitudes += s.dora ? l.out : 0;
+    if (!targeted(s, l.name)) continue;
+    directions += r * (l.in + l.out);
+    optimizer += optimizer_state_bytes(r * l.in, s.adam_8bit) + optimizer_state_bytes(l.out * r, s.adam_8bit);
+    if (s.dora) {
+      magnitudes += l.out;
+      optimizer += optimizer_state_bytes(l.out, s.adam_8bit);
+    }
+    max_in = std::max(max_in, l.in);
+    max_out = std::max(max_out, l.out);
     regulariser_floats =
         std::max(regulariser_floats, l.out * l.in + std::min(l.out, l.in) * std::min(l.out, l.in));
   }
-  directions *= c.num_layers;
-  magnitudes *= c.num_layers;
-  const int64_t trainable = directions + magnitudes;
-  e.trainable_params = trainable;
-  e.adapter = trainable * kF32 * 4;  // value, gradient, AdamW m and v
-  if (s.bilevel) e.adapter += directions * kF32 * 2 + magnitudes * 8 * 2;
+  directions *= L;
+  magnitudes *= L;
+  e.trainable_params = directions + magnitudes;
+  e.adapter = e.trainable_params * kF32 * 2 + magnitudes * kF64;  // values + gradients, DoRA's ‖W_i‖²
+  if (s.bilevel) e.adapter += directions * kF32 * 2 + magnitudes * kF64 * 2;
+  e.optimizer = optimizer * L;
 
-  const int64_t N = s.batch * s.seq_len;
-  const int64_t H = c.hidden_size;
-  const int64_t layer_set =
-      N * layer_floats_per_token(c, s) * kF32 + s.batch * c.num_heads * s.seq_len * s.seq_len * kF32;
-  const int64_t working = 2 * layer_set;  // saved tensors + their gradient buffers in backward
-  const int64_t residual = N * H * kF32;  // one [N, H] hidden state
-  // Both modes keep every layer's input, the final hidden states and one layer's working set
-  // (the decoder's shared layer buffers, used by the replay or by the final norm, and the
-  // gradient buffers); without checkpointing every layer's activations are stored as well.
-  e.activations = (c.num_layers + 1) * residual + working;
-  if (!s.gradient_checkpointing) e.activations += c.num_layers * N * stored_floats_per_token(c, s) * kF32;
-  // Fused loss: a hidden chunk, its gradient and one tile of logits.
+  // Kept across layers: the checkpoints, and without checkpointing every layer's activations
+  // and adapter state.
+  const int64_t saved = adapter_saved_floats_per_token(c, s);
+  e.activations = L * N * H * A;
+  if (!s.gradient_checkpointing) e.activations += L * N * (layer_activation_floats(c) + saved) * A;
+
+  // One layer's working set (decoder.h's shared buffers and the adapters' scratch).
+  int64_t layer = 2 * H + layer_activation_floats(c);         // residual stream + o/down output, block
+  layer += 3 * H + std::max({H, I, Q}) + Q + 2 * KV + 3 * I;  // gradient buffers
+  if (s.gradient_checkpointing) layer += saved;               // one slot per Linear kind
+  if (s.dropout > 0) layer += 2 * max_in;                     // dropped input, its gradient
+  if (s.dora) layer += max_out;                               // dy ⊙ g
+  e.layer = N * layer * A;
+  if (s.dora && s.dropout > 0) {
+    // Dropped positions (int32 column + f32 product each, int64 offset per token) and one
+    // transposed block of W (at most 128 rows of the widest input).
+    const int64_t dropped = static_cast<int64_t>(s.dropout * static_cast<double>(N * max_in)) + 1;
+    e.layer += dropped * (4 + kF32) + (N + 1) * 8 + 128 * max_in * kF32;
+  }
+
+  // Attention: K and V packed per row in tiles of 64 keys, and the backward's delta.
+  const int64_t packed = s.batch * ceil_div(s.seq_len, kAttentionKeyTile) * kAttentionKeyTile * KV;
+  e.attention = (2 * packed + N * c.num_heads) * A;
+
+  // Fused loss: a hidden chunk, its gradient and one tile of logits (plus per-row max/sum/target).
+  const int64_t chunk = std::min(kLossTokenChunk, N);
   const int64_t vocab_tile = std::min(c.vocab_size, std::max<int64_t>(1, kWeightTileFloats / H));
-  e.activations += kLossTokenChunk * (2 * H + vocab_tile) * kF32;
-  // d(hidden) flowing back through the layers plus the embedding output.
-  e.activations += 2 * residual;
+  e.loss = chunk * (2 * H + vocab_tile + 3) * A;
 
-  // One tile for the decoder's Linear layers and one for the loss.
-  e.scratch = storage == WeightStorage::F32 ? 0 : 2 * kWeightTileFloats * kF32;
+  // A save's copy of what it writes: the adapter's values, and the optimiser state in checkpoints.
+  e.checkpoint = e.trainable_params * kF32 + (s.saves_optimizer ? e.optimizer : 0);
+
+  e.scratch = kWeightTiles * kWeightTileFloats * kF32;
   if (s.bilevel && s.orth_regulariser) e.scratch += regulariser_floats * kF32 + kRegulariserTileBytes;
-  e.overhead = kRuntimeOverheadBytes;
+  e.overhead = kRuntimeOverheadBytes + kTokenizerBytesPerToken * c.vocab_size;
   return e;
 }
 

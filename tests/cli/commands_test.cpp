@@ -32,6 +32,7 @@ std::string run_command(std::vector<std::string> args) {
   register_info(app);
   register_list_models(app);
   register_config(app);
+  register_estimate(app);
   std::vector<const char*> argv{"bidora"};
   for (const auto& a : args) argv.push_back(a.c_str());
   testing::internal::CaptureStdout();
@@ -138,6 +139,15 @@ TEST(ListModelsCommand, JsonListsTheWholeCatalogueWithAll) {
   EXPECT_EQ(qwen["config"]["hidden_size"], 896);
   EXPECT_EQ(qwen["config"]["tie_word_embeddings"], true);
   EXPECT_EQ(qwen["family"], "qwen2");
+  // The same estimate function and parts as `bidora estimate`.
+  for (WeightStorage st : {WeightStorage::BF16, WeightStorage::NF4, WeightStorage::INT8}) {
+    const auto entry = std::find_if(model_catalog().begin(), model_catalog().end(),
+                                    [](const CatalogEntry& c) { return c.id == "Qwen/Qwen2.5-0.5B"; });
+    const MemoryEstimate e = estimate_training_memory(entry->config, st);
+    const json& m = qwen["memory"][storage_name(st)];
+    EXPECT_EQ(m["total_bytes"], e.total());
+    for (const auto& p : e.parts()) EXPECT_EQ(m[std::string(p.key) + "_bytes"], p.bytes) << p.key;
+  }
 }
 
 TEST(ListModelsCommand, FitsDependOnAvailableMemory) {
@@ -252,50 +262,266 @@ std::string write_qwen_model_dir() {
   return dir;
 }
 
-TEST(TrainingPlan, StorageFollowsQuantizationAndRam) {
-  const std::string dir = write_qwen_model_dir();
-  const ModelConfig model = ModelConfig::from_file(dir + "/config.json");
-  constexpr int64_t kGiB = int64_t{1} << 30;
+// Plans for the Qwen2.5-0.5B shape on a device with `available` bytes; `set` lists the fields
+// the user gave (their origin), everything else is a default.
+struct PlanCase {
+  ModelConfig model;
   TrainConfig cfg;
-  cfg.training.max_seq_len = 512;
-  EXPECT_EQ(plan_storage(cfg, model, 1).storage, WeightStorage::BF16);  // explicit: no RAM check
-  cfg.model.quantization = Quantization::NF4;
-  EXPECT_EQ(plan_storage(cfg, model, 64 * kGiB).storage, WeightStorage::NF4);
-  cfg.model.quantization = Quantization::None;
-  EXPECT_EQ(plan_storage(cfg, model, 64 * kGiB).storage, WeightStorage::BF16);  // checkpoint is bfloat16
-  cfg.model.quantization = Quantization::Auto;
-  const StoragePlan big = plan_storage(cfg, model, 64 * kGiB);
-  EXPECT_EQ(big.storage, WeightStorage::BF16);
-  EXPECT_EQ(big.estimate.total(),
-            estimate_training_memory(model, WeightStorage::BF16, training_shape(cfg)).total());
-  // Just enough for nf4 but not for int8.
-  const int64_t nf4 = estimate_training_memory(model, WeightStorage::NF4, training_shape(cfg)).total();
-  EXPECT_EQ(plan_storage(cfg, model, static_cast<int64_t>(nf4 / kFitMargin) + 1).storage, WeightStorage::NF4);
-  try {
-    plan_storage(cfg, model, nf4 / 2);
-    ADD_FAILURE() << "expected Error";
-  } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("does not fit even in nf4"));
+  ConfigOrigins origins;
+  HardwareInfo hw;
+  PlanCase() : model(ModelConfig::from_file(write_qwen_model_dir() + "/config.json")) {
+    cfg.training.max_seq_len = 1024;
+    hw.logical_cpus = 8, hw.physical_cores = 4, hw.available_cpus = 8, hw.available_physical_cores = 4;
   }
-  cfg.hardware.auto_hardware = false;
-  EXPECT_EQ(plan_storage(cfg, model, 1).storage, WeightStorage::BF16);
+  void set(const std::string& field) { origins[field] = "--flag"; }
+  int64_t need(WeightStorage s, int64_t batch, int64_t seq) const {
+    TrainingShape shape = training_shape(cfg);
+    shape.batch = batch;
+    shape.seq_len = seq;
+    return estimate_training_memory(model, s, shape).total();
+  }
+  // The smallest RAM in which `need` bytes fit.
+  static int64_t ram_for(int64_t need) {
+    return static_cast<int64_t>(static_cast<double>(need) / kFitMargin) + 1;
+  }
+  TrainingPlan plan(int64_t available) const {
+    return plan_training(cfg, origins, model, {"RAM", available}, hw);
+  }
+};
+
+const PlanChoice& choice(const TrainingPlan& p, const std::string& field) {
+  for (const auto& c : p.choices)
+    if (c.field == field) return c;
+  throw std::runtime_error("no plan choice for " + field);
+}
+
+TEST(TrainingPlan, StorageFollowsQuantizationAndRam) {
+  PlanCase t;
+  constexpr int64_t kGiB = int64_t{1} << 30;
+  // Explicit storages are kept whatever the RAM.
+  t.cfg.model.quantization = Quantization::NF4;
+  t.set("model.quantization");
+  EXPECT_EQ(t.plan(64 * kGiB).storage, WeightStorage::NF4);
+  t.cfg.model.quantization = Quantization::None;
+  EXPECT_EQ(t.plan(64 * kGiB).storage, WeightStorage::BF16);  // the checkpoint is bfloat16
+  t.cfg.model.quantization = Quantization::BF16;
+  const TrainingPlan explicit_bf16 = t.plan(t.ram_for(t.need(WeightStorage::BF16, 4, 1024)) - 2);
+  EXPECT_EQ(explicit_bf16.storage, WeightStorage::BF16);
+  EXPECT_EQ(explicit_bf16.batch_size, 2);  // the batch gives way instead
+
+  // auto: the best storage that fits the configured run; the default bf16 behaves the same.
+  for (Quantization q : {Quantization::Auto, Quantization::BF16}) {
+    t.origins.clear();
+    t.cfg.model.quantization = q;
+    if (q == Quantization::Auto) t.set("model.quantization");
+    const TrainingPlan big = t.plan(64 * kGiB);
+    EXPECT_EQ(big.storage, WeightStorage::BF16);
+    EXPECT_EQ(big.estimate.total(), t.need(WeightStorage::BF16, 4, 1024));
+    EXPECT_TRUE(big.fits);
+    EXPECT_FALSE(choice(big, "model.quantization").changed);
+    const TrainingPlan int8 = t.plan(t.ram_for(t.need(WeightStorage::INT8, 4, 1024)));
+    EXPECT_EQ(int8.storage, WeightStorage::INT8);
+    EXPECT_EQ(int8.batch_size, 4);  // storage first: the batch stays
+    EXPECT_THAT(choice(int8, "model.quantization").reason, HasSubstr("bf16 needs"));
+    EXPECT_EQ(t.plan(t.ram_for(t.need(WeightStorage::NF4, 4, 1024))).storage, WeightStorage::NF4);
+  }
+
+  // Without auto-hardware the configuration is used as given, fitting or not.
+  t.cfg.hardware.auto_hardware = false;
+  t.cfg.model.quantization = Quantization::Auto;
+  const TrainingPlan off = t.plan(1);
+  EXPECT_EQ(off.storage, WeightStorage::BF16);
+  EXPECT_EQ(off.batch_size, 4);
+  EXPECT_FALSE(off.fits);
+  EXPECT_TRUE(off.error.empty());
 
   // The shape follows the config.
-  cfg.adapter.method = AdapterMethod::DoRA;
-  cfg.adapter.dropout = 0;
-  const TrainingShape s = training_shape(cfg);
+  t.cfg.adapter.method = AdapterMethod::DoRA;
+  t.cfg.adapter.dropout = 0;
+  t.cfg.training.optimizer = OptimizerKind::AdamW8bit;
+  const TrainingShape s = training_shape(t.cfg);
   EXPECT_TRUE(s.dora);
-  EXPECT_FALSE(s.lora_dropout);
+  EXPECT_EQ(s.dropout, 0.0);
+  EXPECT_TRUE(s.adam_8bit);
   EXPECT_EQ(s.lora_rank, 8);
   EXPECT_EQ(s.batch, 4);
-  EXPECT_EQ(s.seq_len, 512);
+  EXPECT_EQ(s.seq_len, 1024);
   EXPECT_EQ(s.targets.size(), 4u);
+}
 
-  HardwareInfo hw;
-  hw.available_cpus = 6;
-  EXPECT_EQ(plan_threads(cfg, hw), 6);
-  cfg.hardware.threads = 3;
-  EXPECT_EQ(plan_threads(cfg, hw), 3);
+TEST(TrainingPlan, BatchHalvingKeepsTheEffectiveBatch) {
+  PlanCase t;
+  t.cfg.model.quantization = Quantization::NF4;
+  t.set("model.quantization");
+  t.cfg.training.batch_size = 8;
+  t.cfg.training.gradient_accumulation_steps = 2;
+  const TrainingPlan p = t.plan(t.ram_for(t.need(WeightStorage::NF4, 2, 1024)));
+  EXPECT_EQ(p.batch_size, 2);  // 8 -> 4 -> 2
+  EXPECT_EQ(p.grad_accum, 8);
+  EXPECT_EQ(p.batch_size * p.grad_accum, 16);
+  EXPECT_EQ(p.max_seq_len, 1024);
+  EXPECT_TRUE(p.fits);
+  EXPECT_TRUE(p.error.empty());
+  EXPECT_EQ(p.estimate.total(), t.need(WeightStorage::NF4, 2, 1024));
+  EXPECT_TRUE(choice(p, "training.batch_size").changed);
+  EXPECT_TRUE(choice(p, "training.gradient_accumulation_steps").changed);
+  EXPECT_FALSE(choice(p, "training.max_seq_len").changed);
+  EXPECT_THAT(choice(p, "training.batch_size").reason, HasSubstr("batch 8 needs"));
+  EXPECT_THAT(choice(p, "training.batch_size").reason, HasSubstr("effective batch 16 kept"));
+  const TrainConfig applied = p.apply(t.cfg);
+  EXPECT_EQ(applied.training.batch_size, 2);
+  EXPECT_EQ(applied.training.gradient_accumulation_steps, 8);
+  EXPECT_EQ(applied.hardware.threads, 4);
+
+  // Only batch sizes that divide the effective batch: 6 x 1 -> 3 x 2 -> 1 x 6 (never 1.5).
+  t.cfg.training.batch_size = 6;
+  t.cfg.training.gradient_accumulation_steps = 1;
+  const TrainingPlan odd = t.plan(t.ram_for(t.need(WeightStorage::NF4, 2, 1024)));
+  EXPECT_EQ(odd.batch_size, 1);
+  EXPECT_EQ(odd.grad_accum, 6);
+  EXPECT_EQ(t.plan(t.ram_for(t.need(WeightStorage::NF4, 3, 1024))).grad_accum, 2);
+}
+
+TEST(TrainingPlan, SequenceLengthIsCutOnlyWhenBatchOneDoesNotFit) {
+  PlanCase t;
+  t.cfg.model.quantization = Quantization::Auto;  // nothing fits at batch 4: nf4, then the batch
+  t.set("model.quantization");
+  t.cfg.training.max_seq_len = 2048;
+  // Batch 1 at 2048 tokens fits: the sequence length stays.
+  const TrainingPlan b1 = t.plan(t.ram_for(t.need(WeightStorage::NF4, 1, 2048)));
+  EXPECT_EQ(b1.batch_size, 1);
+  EXPECT_EQ(b1.grad_accum, 16);
+  EXPECT_EQ(b1.max_seq_len, 2048);
+  EXPECT_FALSE(choice(b1, "training.max_seq_len").changed);
+  // It does not: halved to 512, with the reason.
+  const TrainingPlan cut = t.plan(t.ram_for(t.need(WeightStorage::NF4, 1, 512)));
+  EXPECT_EQ(cut.batch_size, 1);
+  EXPECT_EQ(cut.max_seq_len, 512);
+  EXPECT_TRUE(cut.fits);
+  EXPECT_THAT(choice(cut, "training.max_seq_len").reason, HasSubstr("batch 1 x 2048 tokens needs"));
+  EXPECT_THAT(choice(cut, "training.max_seq_len").reason, HasSubstr("truncated"));
+  // Never below 256: then the plan fails, saying nothing is left to change.
+  const TrainingPlan none = t.plan(t.need(WeightStorage::NF4, 1, 256) / 2);
+  EXPECT_EQ(none.max_seq_len, 256);
+  EXPECT_FALSE(none.fits);
+  EXPECT_THAT(none.error, HasSubstr("the model does not fit"));
+  EXPECT_THAT(none.error, HasSubstr("batch 1 x 256 tokens with nf4 needs about"));
+}
+
+TEST(TrainingPlan, ExplicitValuesAreNeverChanged) {
+  PlanCase t;
+  t.cfg.model.quantization = Quantization::NF4;
+  t.set("model.quantization");
+  t.set("training.batch_size");
+  // The batch is the user's: the sequence length (a default) gives way.
+  const TrainingPlan p = t.plan(t.ram_for(t.need(WeightStorage::NF4, 4, 512)));
+  EXPECT_EQ(p.batch_size, 4);
+  EXPECT_EQ(p.grad_accum, 4);
+  EXPECT_EQ(p.max_seq_len, 512);
+  // An explicit accumulation also pins the batch (the effective batch could not be kept).
+  t.origins.erase("training.batch_size");
+  t.set("training.gradient_accumulation_steps");
+  EXPECT_EQ(t.plan(t.ram_for(t.need(WeightStorage::NF4, 4, 512))).batch_size, 4);
+  // Both pinned: the run cannot fit, and the error names the fields, the need and the RAM.
+  t.set("training.batch_size");
+  t.set("training.max_seq_len");
+  const int64_t ram = t.ram_for(t.need(WeightStorage::NF4, 4, 512));
+  const TrainingPlan fail = t.plan(ram);
+  EXPECT_FALSE(fail.fits);
+  EXPECT_EQ(fail.batch_size, 4);
+  EXPECT_EQ(fail.max_seq_len, 1024);
+  EXPECT_THAT(fail.error, HasSubstr("model.quantization = nf4 (--flag)"));
+  EXPECT_THAT(fail.error, HasSubstr("training.batch_size = 4 (--flag)"));
+  EXPECT_THAT(fail.error, HasSubstr("training.gradient_accumulation_steps = 4 (--flag)"));
+  EXPECT_THAT(fail.error, HasSubstr("training.max_seq_len = 1024 (--flag)"));
+  EXPECT_THAT(fail.error, HasSubstr(format_bytes(t.need(WeightStorage::NF4, 4, 1024))));
+  EXPECT_THAT(fail.error, HasSubstr(format_bytes(ram) + " RAM available"));
+  for (const auto& c : fail.choices) EXPECT_FALSE(c.changed) << c.field;
+}
+
+TEST(TrainingPlan, ThreadsArePhysicalCoresUnlessSet) {
+  PlanCase t;  // 4 physical cores, 8 logical CPUs
+  EXPECT_EQ(plan_threads(t.cfg, t.hw), 4);
+  EXPECT_THAT(choice(t.plan(int64_t{64} << 30), "hardware.threads").reason, HasSubstr("physical cores"));
+  t.hw.cpu_quota = 2.5;  // a cgroup quota caps it, rounded up
+  EXPECT_EQ(plan_threads(t.cfg, t.hw), 3);
+  t.hw.cpu_quota.reset();
+  t.hw.available_physical_cores = 0;  // unknown core ids: physical cores, at most the usable CPUs
+  t.hw.available_cpus = 2;
+  EXPECT_EQ(plan_threads(t.cfg, t.hw), 2);
+  t.hw.available_cpus = 8;
+  t.cfg.hardware.threads = 3;
+  t.set("hardware.threads");
+  EXPECT_EQ(plan_threads(t.cfg, t.hw), 3);
+  EXPECT_EQ(t.plan(int64_t{64} << 30).threads, 3);
+  t.cfg.hardware.threads = 0;
+  t.cfg.hardware.auto_hardware = false;  // the usable logical CPUs, as before
+  EXPECT_EQ(plan_threads(t.cfg, t.hw), 8);
+}
+
+TEST(TrainingPlan, LinesAndJsonCarryEveryChoice) {
+  PlanCase t;
+  const TrainingPlan p = t.plan(t.ram_for(t.need(WeightStorage::NF4, 1, 1024)));
+  const auto lines = plan_lines(p);
+  ASSERT_EQ(lines.size(), 5u);
+  EXPECT_THAT(lines[0], HasSubstr("Plan: model.quantization = nf4 (changed) — bf16 needs"));
+  EXPECT_THAT(lines[1], HasSubstr("Plan: training.batch_size = 1 (changed)"));
+  const json j = plan_json(p);
+  EXPECT_EQ(j["storage"], "nf4");
+  EXPECT_EQ(j["batch_size"], 1);
+  EXPECT_EQ(j["gradient_accumulation_steps"], 16);
+  EXPECT_EQ(j["choices"].size(), 5u);
+  EXPECT_EQ(j["estimate"]["total_bytes"], p.estimate.total());
+  EXPECT_EQ(j["usable_bytes"], p.usable_bytes());
+}
+
+TEST(EstimateCommand, JsonHasEveryPartAndThePlan) {
+  const std::string dir = write_qwen_model_dir();
+  const json j = json::parse(
+      run_command({"estimate", "-m", dir, "-q", "nf4", "--method", "dora", "-r", "16", "--targets",
+                   "all-linear", "-b", "2", "--max-seq-len", "512", "--optimizer", "adamw_8bit", "--json"}));
+  const ModelConfig model = ModelConfig::from_file(dir + "/config.json");
+  TrainingShape s;
+  s.dora = true;
+  s.adam_8bit = true;
+  s.batch = 2;
+  s.seq_len = 512;
+  const MemoryEstimate e = estimate_training_memory(model, WeightStorage::NF4, s);
+  EXPECT_EQ(j["estimate"]["total_bytes"], e.total());
+  int64_t sum = 0;
+  for (const char* k : {"weights", "adapter", "optimizer", "activations", "layer", "attention", "loss",
+                        "checkpoint", "scratch", "overhead"}) {
+    ASSERT_TRUE(j["estimate"].contains(std::string(k) + "_bytes")) << k;
+    sum += j["estimate"][std::string(k) + "_bytes"].get<int64_t>();
+  }
+  EXPECT_EQ(sum, e.total());
+  EXPECT_EQ(j["estimate"]["optimizer_bytes"], e.optimizer);
+  EXPECT_EQ(j["parts"].size(), 10u);
+  EXPECT_EQ(j["parts"][0]["part"], "weights");
+  EXPECT_EQ(j["model"]["parameters"], 494032768);
+  EXPECT_EQ(j["model"]["trainable_parameters"], e.trainable_params);
+  EXPECT_EQ(j["run"]["storage"], "nf4");
+  EXPECT_EQ(j["run"]["method"], "dora");
+  EXPECT_EQ(j["run"]["batch_size"], 2);
+  EXPECT_EQ(j["run"]["max_seq_len"], 512);
+  EXPECT_EQ(j["run"]["optimizer"], "adamw_8bit");
+  for (const char* st : {"bf16", "int8", "nf4"}) {
+    ASSERT_TRUE(j["storages"].contains(st)) << st;
+    EXPECT_EQ(j["storages"][st]["total_bytes"],
+              estimate_training_memory(model, *storage_from_string(st), s).total());
+  }
+  EXPECT_GT(j["available_memory_bytes"].get<int64_t>(), 0);
+  EXPECT_EQ(j["plan"]["storage"], "nf4");
+  EXPECT_EQ(j["plan"]["choices"].size(), 5u);
+  EXPECT_EQ(j["plan"]["choices"][0]["reason"], "model.quantization = nf4 (--quantization)");
+
+  const std::string table = run_command({"estimate", "-m", dir, "-q", "int8"});
+  EXPECT_THAT(table, HasSubstr("Memory estimate: " + dir + " (qwen2, 494.0M params)"));
+  EXPECT_THAT(table, HasSubstr("│ attention"));
+  EXPECT_THAT(table, HasSubstr("Per weight storage (batch 4 x 2048 tokens)"));
+  EXPECT_THAT(table, HasSubstr("Auto-hardware plan"));
+  EXPECT_THAT(table, HasSubstr("hardware.threads"));
+  EXPECT_THAT(error_of({"estimate", "--json"}), HasSubstr("model.name_or_path is not set"));
 }
 
 TEST(ConfigCommand, ReportsTheModelPlanWhenTheModelIsReadable) {
@@ -314,7 +540,9 @@ TEST(ConfigCommand, ReportsTheModelPlanWhenTheModelIsReadable) {
   EXPECT_THAT(missing["derived"]["model_note"].get<std::string>(), HasSubstr("nope"));
 
   const std::string table = run_command({"config", "-m", dir});
-  EXPECT_THAT(table, HasSubstr("(qwen2, 494.0M params): weights as bf16 (model.quantization = bf16)"));
+  EXPECT_THAT(table, HasSubstr("(qwen2, 494.0M params): weights as bf16; estimated training memory"));
+  EXPECT_THAT(table, HasSubstr("Plan: training.batch_size = 4 — "));
+  EXPECT_THAT(table, HasSubstr("Plan: hardware.threads = "));
 }
 
 TEST(App, RunReturnsExitCodesAndPrintsErrors) {

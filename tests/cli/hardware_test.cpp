@@ -36,10 +36,28 @@ TEST(HardwareParse, Cpuinfo) {
   EXPECT_EQ(c.physical_cores, 3);  // (0,0) twice (SMT), (0,1), (1,0)
   EXPECT_EQ(c.vendor, "GenuineIntel");
   EXPECT_EQ(c.model, "Intel(R) Xeon(R) Test CPU @ 2.00GHz");
+  // Which core each processor is on, to count the cores of an affinity mask.
+  using PC = std::pair<int, std::string>;
+  EXPECT_EQ(c.processor_core, (std::vector<PC>{{0, "0:0"}, {1, "0:0"}, {2, "0:1"}, {3, "1:0"}}));
   // No topology lines (some VMs, ARM): every logical CPU counts as a core.
   const auto arm = hw_detail::parse_cpuinfo("processor\t: 0\nBogoMIPS\t: 50\n\nprocessor\t: 1\n");
   EXPECT_EQ(arm.logical, 2);
   EXPECT_EQ(arm.physical_cores, 2);
+  EXPECT_TRUE(arm.processor_core.empty());
+}
+
+TEST(HardwareParse, UsablePhysicalCores) {
+  HardwareInfo hw;
+  hw.logical_cpus = 16, hw.physical_cores = 8, hw.available_cpus = 6, hw.available_physical_cores = 3;
+  EXPECT_EQ(hw.usable_cpus(), 6);
+  EXPECT_EQ(hw.usable_physical_cores(), 3);  // SMT siblings in the mask count once
+  hw.cpu_quota = 1.5;
+  EXPECT_EQ(hw.usable_physical_cores(), 2);  // capped by the quota, rounded up
+  hw.cpu_quota.reset();
+  hw.available_physical_cores = 0;  // unknown topology: the physical cores, at most the usable CPUs
+  EXPECT_EQ(hw.usable_physical_cores(), 6);
+  hw.physical_cores = 0;
+  EXPECT_EQ(hw.usable_physical_cores(), 6);
 }
 
 TEST(HardwareParse, MeminfoAndLimits) {
@@ -132,6 +150,8 @@ TEST(HardwareDetect, FakeTreeWithCgroupV2Limits) {
   ASSERT_TRUE(hw.cpu_quota.has_value());
   EXPECT_DOUBLE_EQ(*hw.cpu_quota, 2.5);
   EXPECT_EQ(hw.usable_cpus(), 3);  // ceil(2.5)
+  EXPECT_EQ(hw.available_physical_cores, 3);
+  EXPECT_EQ(hw.usable_physical_cores(), 3);
   EXPECT_EQ(hw.memory.host_total_bytes, 16 * kGiB);
   EXPECT_EQ(hw.memory.host_available_bytes, 12 * kGiB);
   EXPECT_EQ(hw.memory.cgroup_limit_bytes, 4 * kGiB);
@@ -202,6 +222,8 @@ TEST(HardwareDetect, ThisMachineIsSane) {
   EXPECT_GE(hw.available_cpus, 1);
   EXPECT_LE(hw.available_cpus, hw.logical_cpus);
   EXPECT_GE(hw.usable_cpus(), 1);
+  EXPECT_GE(hw.usable_physical_cores(), 1);
+  EXPECT_LE(hw.usable_physical_cores(), hw.usable_cpus());
   EXPECT_GT(hw.memory.total_bytes, 0);
   EXPECT_GT(hw.memory.available_bytes, 0);
   EXPECT_LE(hw.memory.available_bytes, hw.memory.total_bytes);

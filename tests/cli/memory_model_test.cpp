@@ -102,28 +102,30 @@ TEST(MemoryModel, FrozenWeightBytesByStorage) {
   }
 }
 
-TEST(MemoryModel, AdapterBytesForRank16OnAllLinear) {
+TEST(MemoryModel, AdapterAndOptimizerBytesForRank16OnAllLinear) {
   const ModelConfig& c = catalog_config("Qwen/Qwen2.5-0.5B");
   const MemoryEstimate e = estimate_training_memory(c, WeightStorage::BF16);
   // Per block: q,o 16*(896+896); k,v 16*(896+128); gate,up 16*(896+4864); down 16*(4864+896).
   const int64_t per_layer = 2 * 16 * 1792 + 2 * 16 * 1024 + 3 * 16 * 5760;
   EXPECT_EQ(e.trainable_params, 24 * per_layer);
   EXPECT_EQ(e.trainable_params, 8'798'208);
-  EXPECT_EQ(e.adapter, 16 * e.trainable_params);  // f32 value + grad + 2 AdamW moments
+  EXPECT_EQ(e.adapter, 8 * e.trainable_params);    // f32 value + gradient
+  EXPECT_EQ(e.optimizer, 8 * e.trainable_params);  // AdamW m and v in f32
 
   TrainingShape dora;
   dora.dora = true;
-  EXPECT_EQ(estimate_training_memory(c, WeightStorage::BF16, dora).trainable_params,
-            e.trainable_params + 24 * (896 + 128 + 128 + 896 + 4864 + 4864 + 896));
+  const int64_t magnitudes = 24 * (896 + 128 + 128 + 896 + 4864 + 4864 + 896);
+  const MemoryEstimate d = estimate_training_memory(c, WeightStorage::BF16, dora);
+  EXPECT_EQ(d.trainable_params, e.trainable_params + magnitudes);
+  EXPECT_EQ(d.adapter, 8 * d.trainable_params + 8 * magnitudes);  // + the cached ‖W_i‖² in f64
+  EXPECT_EQ(d.optimizer, 8 * d.trainable_params);
 
   // BiDoRA: a copy of A, B and v (f32), the direct and finite-difference magnitude gradients
   // (f64); with the regulariser, D and the smaller Gram of the largest Linear (gate/up/down:
   // 4864 x 896 and 896²) and its 4 MB gradient tile.
   TrainingShape bidora = dora;
   bidora.bilevel = true;
-  const MemoryEstimate d = estimate_training_memory(c, WeightStorage::BF16, dora);
   const MemoryEstimate b = estimate_training_memory(c, WeightStorage::BF16, bidora);
-  const int64_t magnitudes = 24 * (896 + 128 + 128 + 896 + 4864 + 4864 + 896);
   EXPECT_EQ(b.adapter - d.adapter, 8'798'208 * 4 * 2 + magnitudes * 8 * 2);
   EXPECT_EQ(b.scratch, d.scratch);
   bidora.orth_regulariser = true;
@@ -131,46 +133,121 @@ TEST(MemoryModel, AdapterBytesForRank16OnAllLinear) {
             (4864 * 896 + 896 * 896) * 4 + (4 << 20));
 }
 
-TEST(MemoryModel, ActivationsOfATinyModelByHand) {
+TEST(MemoryModel, EightBitAdamStates) {
+  // bitsandbytes: one byte per moment and an f32 absmax per 256 values for tensors of >= 4096
+  // values; smaller tensors keep f32 moments.
+  EXPECT_EQ(optimizer_state_bytes(4095, false), 8 * 4095);
+  EXPECT_EQ(optimizer_state_bytes(4095, true), 8 * 4095);
+  EXPECT_EQ(optimizer_state_bytes(4096, true), 2 * (4096 + 16 * 4));
+  EXPECT_EQ(optimizer_state_bytes(100'000, true), 2 * (100'000 + 391 * 4));  // 391 blocks, the last partial
+
+  // Qwen2.5-0.5B, r 16: 8-bit states for every A and most B; k/v's B [128, 16] (2048 values)
+  // and the magnitudes of 896 or 128 values stay f32 (only gate/up's 4864 reach 4096).
+  const ModelConfig& c = catalog_config("Qwen/Qwen2.5-0.5B");
+  TrainingShape s;
+  s.dora = true;
+  s.adam_8bit = true;
+  const MemoryEstimate e = estimate_training_memory(c, WeightStorage::BF16, s);
+  auto q8 = [](int64_t n) { return 2 * (n + (n + 255) / 256 * 4); };
+  const int64_t q = q8(16 * 896) + q8(896 * 16) + 8 * 896;  // A, B, m of q_proj (and o_proj)
+  const int64_t kv = q8(16 * 896) + 8 * (128 * 16) + 8 * 128;
+  const int64_t mlp = q8(16 * 896) + q8(4864 * 16) + q8(4864);  // gate, up
+  const int64_t down = q8(16 * 4864) + q8(896 * 16) + 8 * 896;
+  EXPECT_EQ(e.optimizer, 24 * (2 * q + 2 * kv + 2 * mlp + down));
+  s.adam_8bit = false;
+  const MemoryEstimate f = estimate_training_memory(c, WeightStorage::BF16, s);
+  EXPECT_LT(e.optimizer, f.optimizer / 3);
+  EXPECT_EQ(e.adapter, f.adapter);  // the parameters and gradients stay f32
+}
+
+ModelConfig tiny_config() {
   ModelConfig c;
   c.hidden_size = 8, c.intermediate_size = 16, c.num_layers = 2, c.num_heads = 2, c.num_kv_heads = 1,
   c.head_dim = 4;
   c.vocab_size = 32;
-  TrainingShape s;
-  s.lora_rank = 2, s.targets = {"q_proj", "v_proj"}, s.batch = 1, s.seq_len = 4;
-  const MemoryEstimate e = estimate_training_memory(c, WeightStorage::F32, s);
-  // Floats per token of one layer: norms 16, q/k/v 16, roped q/k 12, attention out 8, residual 8,
-  // gate/up/act 48, LoRA (x·Aᵀ 2 + dropped input 8) for q and v 20 -> 128.
-  const int64_t layer_set = 4 * 128 * 4 + 1 * 2 * 4 * 4 * 4;  // tokens*floats*4 B + probabilities
-  const int64_t residual = 4 * 8 * 4;
-  const int64_t checkpointed = 3 * residual + 2 * layer_set;
-  const int64_t loss = 256 * (2 * 8 + 32) * 4;
-  EXPECT_EQ(e.activations, checkpointed + loss + 2 * residual);
-  EXPECT_EQ(e.scratch, 0);  // f32 weights are used in place
-  EXPECT_EQ(e.overhead, kRuntimeOverheadBytes);
-  EXPECT_EQ(e.total(), e.weights + e.adapter + e.activations + e.scratch + e.overhead);
+  return c;
+}
 
-  // Without checkpointing every layer also stores, per token, the decoder's activations
-  // (norm outputs 24, q/att 16, k/v 8, gate/up/act 48, lse 2, inverse rms 2 = 100) and the
-  // LoRA state x·Aᵀ of q and v (2 + 2).
-  s.gradient_checkpointing = false;
+TEST(MemoryModel, PartsOfATinyModelByHand) {
+  const ModelConfig c = tiny_config();  // H 8, I 16, Q 8, KV 4, 2 layers, 2 heads
+  TrainingShape s;
+  s.lora_rank = 2, s.targets = {"q_proj", "v_proj"}, s.batch = 1, s.seq_len = 4;  // N = 4, dropout 0.05
+  const MemoryEstimate e = estimate_training_memory(c, WeightStorage::F32, s);
+  EXPECT_EQ(e.weights, frozen_weight_bytes(c, WeightStorage::F32));
+  // q: 2*(8+8), v: 2*(8+4) per layer.
+  EXPECT_EQ(e.trainable_params, 2 * (32 + 24));
+  EXPECT_EQ(e.adapter, 112 * 8);
+  EXPECT_EQ(e.optimizer, 112 * 8);
+  // Checkpoints: one [N, H] per layer.
+  EXPECT_EQ(e.activations, 2 * 4 * 8 * 4);
+  // One layer per token: residual + o/down output 16, activation block 100, gradient buffers
+  // dx/dmid/dxn 24 + accumulator max(H, I, Q) 16 + dq 8 + dk/dv 8 + dact/dgate/dup 48, saved
+  // x·Aᵀ of q and v 4, dropped input and its gradient 2 x max in 8.
   EXPECT_EQ(layer_activation_floats(c), 100);
-  EXPECT_EQ(estimate_training_memory(c, WeightStorage::F32, s).activations,
-            checkpointed + loss + 2 * residual + 2 * 4 * (100 + 4) * 4);
-  s.dora = true;  // DoRA keeps its pre-scale output [out] per adapted linear: q 8, v 4
-  EXPECT_EQ(estimate_training_memory(c, WeightStorage::F32, s).activations,
-            checkpointed + loss + 2 * residual + 2 * 4 * (100 + 4 + 12) * 4);
+  EXPECT_EQ(e.layer, 4 * (16 + 100 + 24 + 16 + 8 + 8 + 48 + 4 + 16) * 4);
+  // Attention: K, V packed per row to 64 keys x KV 4, delta [N, heads].
+  EXPECT_EQ(e.attention, (2 * 64 * 4 + 4 * 2) * 4);
+  // Loss: a chunk of min(256, N) = 4 tokens: hidden + gradient 2 x 8, a logits tile of the whole
+  // vocabulary 32, row max/sum/target 3.
+  EXPECT_EQ(e.loss, 4 * (16 + 32 + 3) * 4);
+  // A checkpoint's copy of the adapter values and the optimiser state; the final adapter alone.
+  EXPECT_EQ(e.checkpoint, 112 * 4 + 112 * 8);
+  EXPECT_EQ(e.scratch, 3 * (int64_t{1} << 21) * 4);  // three weight tiles, whatever the storage
+  EXPECT_EQ(e.overhead, kRuntimeOverheadBytes + 32 * kTokenizerBytesPerToken);
+  int64_t sum = 0;
+  for (const auto& p : e.parts()) sum += p.bytes;
+  EXPECT_EQ(sum, e.total());
+  EXPECT_EQ(e.per_batch(), e.activations + e.layer + e.attention + e.loss);
+  TrainingShape no_checkpoints = s;
+  no_checkpoints.saves_optimizer = false;
+  EXPECT_EQ(estimate_training_memory(c, WeightStorage::F32, no_checkpoints).checkpoint, 112 * 4);
+
+  // Without checkpointing every layer also stores its activation block and x·Aᵀ of q and v; the
+  // one-layer slots of the adapters are not used.
+  s.gradient_checkpointing = false;
+  const MemoryEstimate n = estimate_training_memory(c, WeightStorage::F32, s);
+  EXPECT_EQ(n.activations, 2 * 4 * 8 * 4 + 2 * 4 * (100 + 4) * 4);
+  EXPECT_EQ(n.layer, e.layer - 4 * 4 * 4);
+
+  // DoRA also keeps z [N, out] per adapted Linear (q 8, v 4), its row-scaled gradient [N, max
+  // out 8], and with dropout the dropped positions: int(0.05 * 4 * 8) + 1 = 2 entries of 8 B,
+  // N + 1 offsets of 8 B and a transposed block of 128 x 8 floats.
+  s.dora = true;
+  const MemoryEstimate d = estimate_training_memory(c, WeightStorage::F32, s);
+  EXPECT_EQ(d.activations, 2 * 4 * 8 * 4 + 2 * 4 * (100 + 4 + 12) * 4);
+  EXPECT_EQ(d.layer, n.layer + 4 * 8 * 4 + 2 * 8 + 5 * 8 + 128 * 8 * 4);
+  EXPECT_EQ(d.adapter, (112 + 24) * 8 + 24 * 8);
+  s.dropout = 0;  // no dropped copies at all
+  EXPECT_EQ(estimate_training_memory(c, WeightStorage::F32, s).layer, n.layer + 4 * 8 * 4 - 4 * 16 * 4);
+}
+
+TEST(MemoryModel, AttentionIsLinearInTheSequenceLength) {
+  // At a constant number of tokens the per-batch parts do not grow with the sequence length:
+  // no [T, T] term anywhere (the attention keeps only the log-sum-exp).
+  const ModelConfig& c = catalog_config("Qwen/Qwen2.5-0.5B");
+  TrainingShape s;
+  std::vector<int64_t> per_batch;
+  for (int64_t t : {256, 512, 1024, 2048, 4096, 8192}) {
+    s.seq_len = t;
+    s.batch = 8192 / t;
+    const MemoryEstimate e = estimate_training_memory(c, WeightStorage::BF16, s);
+    per_batch.push_back(e.per_batch());
+    EXPECT_EQ(e.attention, (2 * 8192 * 128 + 8192 * 14) * 4) << t;
+  }
+  for (int64_t b : per_batch) EXPECT_EQ(b, per_batch.front());
 }
 
 TEST(MemoryModel, ActivationsScaleWithBatchAndCheckpointingHelps) {
   const ModelConfig& c = catalog_config("Qwen/Qwen2.5-1.5B");
   TrainingShape s;
-  const int64_t base = estimate_training_memory(c, WeightStorage::BF16, s).activations;
+  const int64_t base = estimate_training_memory(c, WeightStorage::BF16, s).per_batch();
   s.batch = 8;
-  EXPECT_GT(estimate_training_memory(c, WeightStorage::BF16, s).activations, base);
+  EXPECT_EQ(
+      estimate_training_memory(c, WeightStorage::BF16, s).per_batch() - 2 * base,
+      -estimate_training_memory(c, WeightStorage::BF16, TrainingShape{}).loss);  // the loss chunk is fixed
   s.batch = 4;
   s.gradient_checkpointing = false;
-  EXPECT_GT(estimate_training_memory(c, WeightStorage::BF16, s).activations, 3 * base);
+  EXPECT_GT(estimate_training_memory(c, WeightStorage::BF16, s).per_batch(), 3 * base);
 }
 
 TEST(MemoryModel, RecommendationPicksBestStorageThatFits) {

@@ -96,6 +96,11 @@ TEST(TrainCommand, CtrlCSavesACheckpointAndResumeFinishesTheSameRun) {
   const std::string root = test::make_temp_dir("sigint");
   const Finished whole = run_bidora(train_args(root + "/whole"));
   ASSERT_EQ(whole.exit_code, 0) << whole.output;
+  // The auto-hardware plan is printed before training, a line per choice.
+  EXPECT_THAT(whole.output,
+              HasSubstr("Plan: model.quantization = bf16 — model.quantization = bf16 (--quantization)"));
+  EXPECT_THAT(whole.output, HasSubstr("Plan: training.batch_size = 2 — "));
+  EXPECT_THAT(whole.output, HasSubstr("Plan: hardware.threads = 1 — hardware.threads (--threads)"));
 
   const std::string out = root + "/stopped";
   const Finished stopped = run_bidora(train_args(out), "step     3/100");
