@@ -4,12 +4,14 @@
 # the model-FLOPs utilisation against bidora's sgemm throughput measured in the same run.
 #
 #   bench/vs_pytorch.sh [PRESET...] [--steps N] [--methods "lora dora"] [--bases "bf16 nf4"]
-#                       [--torch-dtypes "bf16 f32"]
+#                       [--computes "f32 bf16"] [--torch-dtypes "bf16 f32"]
 #     PRESET  smollm2-135m, qwen2.5-0.5b, qwen3-0.6b (tests/reference/model_reference.py);
 #             default all three
 #     --steps timed optimiser steps per configuration (default 3); each run does one more, untimed
 #     --methods lora and/or dora (default lora); --bases bidora's frozen-weight storage (default
-#             bf16 nf4); --torch-dtypes PyTorch's torch_dtype (default bf16 f32)
+#             bf16 nf4); --computes bidora's model.compute_dtype (default f32 bf16: bf16 multiplies
+#             the frozen weights in bf16 with f32 sums, as torch.autocast; shown as "<base>+bf16mm");
+#             --torch-dtypes PyTorch's torch_dtype (default bf16 f32)
 #   BIDORA_BUILD_DIR   the build to use (default build/); results go to its bench-results/
 #   BIDORA_OPENBLAS_DIR a directory holding OpenBLAS's libblas.so.3 (default: Debian's
 #             libopenblas0-pthread location, else that package unpacked into <build>/deps by
@@ -69,12 +71,14 @@ PRESETS=()
 STEPS=3
 METHODS="lora"
 BASES="bf16 nf4"
+COMPUTES="f32 bf16"
 TORCH_DTYPES="bf16 f32"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --steps) STEPS="${2:?--steps needs a value}"; shift 2 ;;
     --methods) METHODS="${2:?--methods needs a value}"; shift 2 ;;
     --bases) BASES="${2:?--bases needs a value}"; shift 2 ;;
+    --computes) COMPUTES="${2:?--computes needs a value}"; shift 2 ;;
     --torch-dtypes) TORCH_DTYPES="${2?--torch-dtypes needs a value}"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     smollm2-135m|qwen2.5-0.5b|qwen3-0.6b) PRESETS+=("$1"); shift ;;
@@ -85,6 +89,7 @@ done
 [[ "$STEPS" =~ ^[1-9][0-9]*$ ]] || die "--steps must be a positive integer, got '$STEPS'"
 for m in $METHODS; do [[ "$m" =~ ^(lora|dora)$ ]] || die "--methods: '$m' is not lora or dora"; done
 for q in $BASES; do [[ "$q" =~ ^(bf16|nf4|int8|f32)$ ]] || die "--bases: '$q' is not bf16, nf4, int8 or f32"; done
+for c in $COMPUTES; do [[ "$c" =~ ^(f32|bf16)$ ]] || die "--computes: '$c' is not f32 or bf16"; done
 for d in $TORCH_DTYPES; do [[ "$d" =~ ^(bf16|f32)$ ]] || die "--torch-dtypes: '$d' is not bf16 or f32"; done
 
 [[ -x "$BIDORA" && -x "$SGEMM" ]] ||
@@ -161,17 +166,20 @@ for PRESET in "${PRESETS[@]}"; do
     >>"$RUN_LIST"
   for method in $METHODS; do
     for q in $BASES; do
-      echo "== $PRESET: bidora $method $q" >&2
-      out="$WORK/vs-$PRESET-$method-$q"
+     for compute in $COMPUTES; do
+      label="$q"
+      [[ "$compute" == bf16 ]] && label="$q+bf16mm"
+      echo "== $PRESET: bidora $method $label" >&2
+      out="$WORK/vs-$PRESET-$method-$q-$compute"
       log="$out.log"
       /usr/bin/time -f $'PEAK_RSS_KB %M\nCPU_WALL_S %U %S %e' "$BIDORA" train -m "$MODEL" -t "$DATA" -o "$out" --overwrite \
-        --method "$method" -q "$q" -r 16 --alpha 32 --rslora --dropout 0.05 --targets all-linear --max-seq-len 512 -b 4 \
+        --method "$method" -q "$q" --compute-dtype "$compute" -r 16 --alpha 32 --rslora --dropout 0.05 --targets all-linear --max-seq-len 512 -b 4 \
         --grad-accum 1 --gradient-checkpointing --lr 2e-4 --seed 42 --max-steps $((STEPS + 1)) --val-split 0 \
         --warmup-steps 0 --logging-steps 1 --save-steps 0 >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
       rss=$(sed -n 's/^PEAK_RSS_KB //p' "$log")
       cpu_wall=$(sed -n 's/^CPU_WALL_S //p' "$log")
       reported=$(sed -n 's/^Trained .* (\([0-9.]*\) tokens\/s).*/\1/p' "$log")
-      $PY - "$out/metrics.jsonl" "$PRESET" "$method" "$q" "$rss" "${reported:-0}" "$cpu_wall" "$THREADS" \
+      $PY - "$out/metrics.jsonl" "$PRESET" "$method" "$label" "$rss" "${reported:-0}" "$cpu_wall" "$THREADS" \
         >>"$RUN_LIST" <<'EOF'
 import json, sys
 path, preset, method, base, rss_kb, reported, cpu_wall, threads = sys.argv[1:]
@@ -191,6 +199,7 @@ print(json.dumps({"kind": "run", "engine": "bidora", "preset": preset, "method":
                   "peak_rss_mb": int(rss_kb) / 1024.0, "cpu_seconds": user + system, "wall_seconds": wall,
                   "threads": int(threads)}))
 EOF
+     done
     done
     for dt in $TORCH_DTYPES; do
       echo "== $PRESET: pytorch $method $dt" >&2
@@ -311,6 +320,8 @@ MFU / HFU: tokens/s x model (hardware: + checkpoint recompute) FLOPs per token o
   GFLOP/s on this preset's projection GEMMs, measured in this run (formulas: bench/vs_pytorch.sh).
 loss@1: the first step's loss (adapter = identity); Δloss@1 relative to bidora bf16. PyTorch f32 must
   match it (< 1e-3: same model, same tokens, same order); bf16 compute and NF4 weights round.
++bf16mm: bidora with model.compute_dtype bf16 (frozen products in bf16, f32 sums and everything
+  else f32); PyTorch bf16 is torch_dtype bf16 (every tensor and op in bf16, its matmuls in oneDNN).
 CPU: the process's CPU time over its wall time x threads. Well under ~90% means other processes
   held the cores during the run: its figures (and MFU, against an sgemm figure measured at another
   moment) are not comparable; re-run on a quiet machine.""")

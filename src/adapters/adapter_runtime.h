@@ -23,6 +23,9 @@ class AdapterRuntime final : public LinearAdapters {
   const AdapterMode& mode() const { return mode_; }
   // Which gradients backward accumulates (BiDoRA's finite-difference passes want dm only).
   void set_wants(const BackwardWants& wants) { wants_ = wants; }
+  // The frozen products inside adapted linears (x Wᵀ, dy W) in bf16, as Decoder::set_bf16_compute;
+  // the adapter's own factors (A, B, norms) always multiply in f32.
+  void set_bf16_compute(bool on) { tile_.set_bf16_compute(on); }
 
   bool adapted(int64_t layer, LinearKind kind) const override { return set_.find(layer, kind) != nullptr; }
   void set_state_per_layer(bool per_layer) override { per_layer_ = per_layer; }

@@ -14,6 +14,16 @@ class ComputeBackend {
   // lda/ldb/ldc are the row strides of A, B and C as stored.
   virtual void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                      int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) = 0;
+
+  // Row-major C[M,N] = A[M,K] · op(B)[K,N] + beta · C with bfloat16 A and B (raw bits, as stored
+  // in checkpoints) and float32 C; products are summed in float32. op(B) = Bᵀ when trans_b (B
+  // stored [N, K]). The frozen-weight products of compute_dtype bf16 (torch.autocast's
+  // semantics: matmul inputs rounded to bf16, f32 accumulation and everything else in f32).
+  virtual void gemm_bf16(bool trans_b, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
+                         const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc) = 0;
+  // True when gemm_bf16 runs on bf16 dot-product instructions (AVX512_BF16 or AMX), where it is
+  // about twice as fast as sgemm; elsewhere it is emulated and slower than sgemm.
+  virtual bool native_bf16() const = 0;
 };
 
 // The backend in use (the CPU backend unless another was installed).
@@ -32,6 +42,11 @@ int pin_threads_to_cores();
 inline void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   backend().sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+inline void gemm_bf16(bool trans_b, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
+                      const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  backend().gemm_bf16(trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
 }  // namespace bidora

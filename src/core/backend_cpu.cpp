@@ -6,10 +6,16 @@
 #include <sched.h>
 
 #include <cstdlib>
+#include <map>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <optional>
+#include <tuple>
 #include <vector>
 
 #include "core/backend.h"
 #include "core/error.h"
+#include "core/half.h"
 
 namespace bidora {
 namespace {
@@ -32,6 +38,91 @@ class CpuBackend final : public ComputeBackend {
     if (st != dnnl_success)
       fail("oneDNN sgemm failed (status {}) for M={} N={} K={}", static_cast<int>(st), M, N, K);
   }
+
+  void gemm_bf16(bool trans_b, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
+                 const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc) override {
+    if (M == 0 || N == 0) return;
+    if (K == 0) {
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    const Shape key{trans_b, M, N, K, lda, ldb, ldc, beta};
+    auto it = matmuls_.find(key);
+    if (it == matmuls_.end()) {
+      // Every distinct shape JITs a kernel once; the shapes of a run are few (one per projection
+      // and batch length), but bound the map for runs whose batch lengths vary a lot.
+      if (matmuls_.size() >= kMaxCachedShapes) matmuls_.clear();
+      it = matmuls_.emplace(key, make_matmul(key)).first;
+    }
+    if (!it->second) {  // no bf16 matmul on this CPU: round-trip through float32
+      gemm_bf16_via_f32(trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+      return;
+    }
+    const Matmul& mm = *it->second;
+    dnnl::memory a(mm.a, engine_, const_cast<uint16_t*>(A));
+    dnnl::memory b(mm.b, engine_, const_cast<uint16_t*>(B));
+    dnnl::memory c(mm.c, engine_, C);
+    mm.primitive.execute(stream_, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
+    stream_.wait();
+  }
+
+  bool native_bf16() const override {
+    const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+    return isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
+  }
+
+ private:
+  using Shape = std::tuple<bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float>;
+  static constexpr size_t kMaxCachedShapes = 256;
+
+  // The matmul primitive for one shape, or nullopt when oneDNN has no bf16 implementation here.
+  struct Matmul {
+    dnnl::memory::desc a, b, c;
+    dnnl::matmul primitive;
+  };
+
+  std::optional<Matmul> make_matmul(const Shape& s) {
+    const auto [trans_b, M, N, K, lda, ldb, ldc, beta] = s;
+    using dt = dnnl::memory::data_type;
+    const dnnl::memory::desc a({M, K}, dt::bf16, {lda, 1});
+    // B is [N, K] row-major when transposed, i.e. the [K, N] operand has strides (1, ldb).
+    const dnnl::memory::desc b({K, N}, dt::bf16,
+                               trans_b ? dnnl::memory::dims{1, ldb} : dnnl::memory::dims{ldb, 1});
+    const dnnl::memory::desc c({M, N}, dt::f32, {ldc, 1});
+    dnnl::primitive_attr attr;
+    if (beta != 0.0f) {
+      dnnl::post_ops ops;
+      ops.append_sum(beta);
+      attr.set_post_ops(ops);
+    }
+    try {
+      return Matmul{a, b, c,
+                    dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, engine_))};
+    } catch (const dnnl::error&) {
+      return std::nullopt;
+    }
+  }
+
+  static void gemm_bf16_via_f32(bool trans_b, int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda,
+                                const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+    std::vector<float> a(static_cast<size_t>(M * K));
+    const int64_t b_rows = trans_b ? N : K, b_cols = trans_b ? K : N;
+    std::vector<float> b(static_cast<size_t>(b_rows * b_cols));
+    for (int64_t i = 0; i < M; ++i) bf16_to_f32_n(A + i * lda, a.data() + i * K, static_cast<size_t>(K));
+    for (int64_t i = 0; i < b_rows; ++i)
+      bf16_to_f32_n(B + i * ldb, b.data() + i * b_cols, static_cast<size_t>(b_cols));
+    const dnnl_status_t st =
+        dnnl_sgemm('N', trans_b ? 'T' : 'N', M, N, K, 1.0f, a.data(), K, b.data(), b_cols, beta, C, ldc);
+    if (st != dnnl_success)
+      fail("oneDNN sgemm failed (status {}) for M={} N={} K={}", static_cast<int>(st), M, N, K);
+  }
+
+  std::mutex mutex_;
+  dnnl::engine engine_{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream_{engine_};
+  std::map<Shape, std::optional<Matmul>> matmuls_;
 };
 
 int available_cores() {

@@ -60,6 +60,14 @@ class Decoder {
   // less compute per step (bench/bench_decoder.cpp). Both modes give the same loss and
   // gradients bit for bit.
   void set_gradient_checkpointing(bool on) { checkpointing_ = on; }
+  // model.compute_dtype bf16: the frozen linears and lm_head multiply in bf16 with f32
+  // accumulation (model/linear.h); norms, attention, softmax and the residual stay f32. The
+  // adapters' own runtime has a separate switch (AdapterRuntime::set_bf16_compute).
+  void set_bf16_compute(bool on) {
+    tile_.set_bf16_compute(on);
+    loss_ws_.tile.set_bf16_compute(on);
+  }
+  bool bf16_compute() const { return tile_.bf16_compute(); }
   bool gradient_checkpointing() const { return checkpointing_; }
 
   // Training pass: forward, loss over the shifted labels, and backward (checkpointed or not,

@@ -56,6 +56,8 @@ class FrozenMatrix {
   void rows_f32(int64_t r0, int64_t n, float* out) const;
   // The float32 data when stored as F32 (GEMM can use it in place), else nullptr.
   const float* f32_data() const { return f32_; }
+  // The bfloat16 data when stored as BF16 (a bf16 GEMM can use it in place), else nullptr.
+  const uint16_t* bf16_data() const { return bf16_; }
   // Bytes this matrix keeps resident (mapped or owned).
   size_t bytes() const;
 

@@ -2,6 +2,10 @@
 // y = x Wᵀ (+ b) for a frozen weight in any storage, and the input gradient dx = dy W.
 // Non-f32 weights are expanded to float32 a tile of rows at a time into `tile`, so no full
 // float32 copy of a weight ever exists.
+// With bf16 compute (WeightTile::set_bf16_compute, model.compute_dtype bf16) these products run
+// as torch.autocast runs them: x (or dy) and W rounded to bfloat16, products summed in float32,
+// the result in float32. BF16-stored weights are then used in place (no expansion at all);
+// NF4/int8 tiles are expanded and rounded to bf16, as bitsandbytes does with a bf16 compute dtype.
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -10,7 +14,8 @@
 
 namespace bidora {
 
-// Scratch for weight tiles; sized once (max_floats) and reused by every call.
+// Scratch for weight tiles; sized once (max_floats) and reused by every call. Also carries the
+// precision of the frozen products that use it.
 class WeightTile {
  public:
   explicit WeightTile(size_t max_floats = size_t{1} << 21) : buf_(max_floats) {}
@@ -20,9 +25,45 @@ class WeightTile {
   // to one row, once).
   int64_t rows_per_tile(int64_t cols);
 
+  // Frozen-weight products in bf16 (see the top of this file) instead of float32.
+  void set_bf16_compute(bool on) { bf16_ = on; }
+  bool bf16_compute() const { return bf16_; }
+  // Grow-only bf16 buffers: `acts` for a GEMM's rounded activations, `weights` for a tile of
+  // rounded weight rows (capacity() values at most).
+  uint16_t* bf16_acts(size_t n);
+  uint16_t* bf16_weights();
+  // Bytes held by the bf16 buffers (the memory model counts them).
+  size_t bf16_bytes() const { return (acts_.capacity() + weights_.capacity()) * sizeof(uint16_t); }
+
  private:
   std::vector<float> buf_;
+  bool bf16_ = false;
+  std::vector<uint16_t> acts_, weights_;
 };
+
+// dst[rows, cols] (row stride ld_dst) = src[rows, cols] (row stride ld_src) rounded to bf16 to
+// nearest even, by all threads.
+void round_to_bf16_rows(const float* src, int64_t rows, int64_t cols, int64_t ld_src, uint16_t* dst,
+                        int64_t ld_dst);
+
+// Calls f(r0, rows, w) over row tiles of W as bf16 [rows, W.cols()] (W's own data in one call
+// when it is stored as bf16).
+template <typename F>
+void for_each_bf16_row_tile(const FrozenMatrix& W, WeightTile& tile, F&& f) {
+  if (const uint16_t* w = W.bf16_data()) {
+    f(int64_t{0}, W.rows(), w);
+    return;
+  }
+  const int64_t step = std::min(W.rows(), tile.rows_per_tile(W.cols()));
+  uint16_t* wb = tile.bf16_weights();
+  for (int64_t r0 = 0; r0 < W.rows(); r0 += step) {
+    const int64_t m = std::min(step, W.rows() - r0);
+    const float* w = W.f32_data() ? W.f32_data() + r0 * W.cols() : tile.data();
+    if (!W.f32_data()) W.rows_f32(r0, m, tile.data());
+    round_to_bf16_rows(w, m, W.cols(), W.cols(), wb, W.cols());
+    f(r0, m, static_cast<const uint16_t*>(wb));
+  }
+}
 
 // Calls f(r0, rows, w) over row tiles of W as float32 [rows, W.cols()] (W's own data in one call
 // when it is stored as f32).

@@ -12,20 +12,40 @@
 namespace bidora {
 namespace {
 
-// logits[tc, m] = hidden_chunk[tc, H] · W[v0 : v0+m]ᵀ ; returns the pointer to the weight rows
-// used (a tile or the f32 storage itself).
-const float* vocab_chunk_logits(const float* h, int64_t tc, const FrozenMatrix& W, int64_t v0, int64_t m,
-                                float* logits, WeightTile& tile) {
+// The weight rows [v0, v0 + m) of one vocabulary chunk, as the GEMMs read them: float32, or
+// bfloat16 with bf16 compute (a tile, or the storage itself when it already has that type).
+struct ChunkRows {
+  const float* f32 = nullptr;
+  const uint16_t* bf16 = nullptr;
+};
+
+// logits[tc, m] = hidden_chunk[tc, H] · W[v0 : v0+m]ᵀ (hidden_bf16: the chunk rounded to bf16,
+// used with bf16 compute); returns the weight rows used.
+ChunkRows vocab_chunk_logits(const float* h, const uint16_t* h_bf16, int64_t tc, const FrozenMatrix& W,
+                             int64_t v0, int64_t m, float* logits, WeightTile& tile) {
   const int64_t H = W.cols();
-  const float* w = W.f32_data();
-  if (w) {
-    w += v0 * H;
+  ChunkRows rows;
+  if (tile.bf16_compute()) {
+    if (const uint16_t* wb = W.bf16_data()) {
+      rows.bf16 = wb + v0 * H;
+    } else {
+      const float* w = W.f32_data() ? W.f32_data() + v0 * H : tile.data();
+      if (!W.f32_data()) W.rows_f32(v0, m, tile.data());
+      round_to_bf16_rows(w, m, H, H, tile.bf16_weights(), H);
+      rows.bf16 = tile.bf16_weights();
+    }
+    gemm_bf16(true, tc, m, H, h_bf16, H, rows.bf16, H, 0.0f, logits, m);
+    return rows;
+  }
+  rows.f32 = W.f32_data();
+  if (rows.f32) {
+    rows.f32 += v0 * H;
   } else {
     W.rows_f32(v0, m, tile.data());
-    w = tile.data();
+    rows.f32 = tile.data();
   }
-  sgemm(false, true, tc, m, H, 1.0f, h, H, w, H, 0.0f, logits, m);
-  return w;
+  sgemm(false, true, tc, m, H, 1.0f, h, H, rows.f32, H, 0.0f, logits, m);
+  return rows;
 }
 
 }  // namespace
@@ -53,19 +73,25 @@ LossSums lm_head_cross_entropy(const float* hidden, int64_t n, const FrozenMatri
   ws.row_sum.resize(TC);
   ws.row_target.resize(TC);
   if (dhidden) ws.dhidden.resize(TC * H);
+  if (ws.tile.bf16_compute()) {
+    ws.hidden_bf16.resize(TC * H);
+    if (dhidden) ws.logits_bf16.resize(TC * VC);
+  }
 
   const attention_detail::KernelTable& kernels = attention_detail::active_kernels();
   for (int64_t c0 = 0; c0 < active; c0 += TC) {
     const int64_t tc = std::min(TC, active - c0);
     for (int64_t r = 0; r < tc; ++r)
       std::memcpy(ws.hidden.data() + r * H, hidden + ws.rows[c0 + r] * H, H * sizeof(float));
+    const bool bf16 = ws.tile.bf16_compute();
+    if (bf16) round_to_bf16_rows(ws.hidden.data(), tc, H, H, ws.hidden_bf16.data(), H);
     std::fill(ws.row_max.begin(), ws.row_max.end(), -std::numeric_limits<float>::infinity());
     std::fill(ws.row_sum.begin(), ws.row_sum.end(), 0.0f);
 
     // Pass 1: online log-sum-exp over vocabulary chunks.
     for (int64_t v0 = 0; v0 < V; v0 += VC) {
       const int64_t m = std::min(VC, V - v0);
-      vocab_chunk_logits(ws.hidden.data(), tc, W, v0, m, ws.logits.data(), ws.tile);
+      vocab_chunk_logits(ws.hidden.data(), ws.hidden_bf16.data(), tc, W, v0, m, ws.logits.data(), ws.tile);
 #pragma omp parallel for schedule(static)
       for (int64_t r = 0; r < tc; ++r) {
         float* lr = ws.logits.data() + r * m;
@@ -92,7 +118,8 @@ LossSums lm_head_cross_entropy(const float* hidden, int64_t n, const FrozenMatri
     std::fill(ws.dhidden.begin(), ws.dhidden.end(), 0.0f);
     for (int64_t v0 = 0; v0 < V; v0 += VC) {
       const int64_t m = std::min(VC, V - v0);
-      const float* w = vocab_chunk_logits(ws.hidden.data(), tc, W, v0, m, ws.logits.data(), ws.tile);
+      const ChunkRows w = vocab_chunk_logits(ws.hidden.data(), ws.hidden_bf16.data(), tc, W, v0, m,
+                                             ws.logits.data(), ws.tile);
 #pragma omp parallel for schedule(static)
       for (int64_t r = 0; r < tc; ++r) {
         float* lr = ws.logits.data() + r * m;
@@ -102,7 +129,12 @@ LossSums lm_head_cross_entropy(const float* hidden, int64_t n, const FrozenMatri
         const int32_t tgt = targets[ws.rows[c0 + r]];
         if (tgt >= v0 && tgt < v0 + m) lr[tgt - v0] -= grad_scale;
       }
-      sgemm(false, false, tc, H, m, 1.0f, ws.logits.data(), m, w, H, 1.0f, ws.dhidden.data(), H);
+      if (bf16) {
+        round_to_bf16_rows(ws.logits.data(), tc, m, m, ws.logits_bf16.data(), m);
+        gemm_bf16(false, tc, H, m, ws.logits_bf16.data(), m, w.bf16, H, 1.0f, ws.dhidden.data(), H);
+      } else {
+        sgemm(false, false, tc, H, m, 1.0f, ws.logits.data(), m, w.f32, H, 1.0f, ws.dhidden.data(), H);
+      }
     }
     for (int64_t r = 0; r < tc; ++r)
       std::memcpy(dhidden + ws.rows[c0 + r] * H, ws.dhidden.data() + r * H, H * sizeof(float));

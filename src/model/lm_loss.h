@@ -22,8 +22,9 @@ class LmLossWorkspace {
  public:
   explicit LmLossWorkspace(int64_t token_chunk = 256) : token_chunk_(token_chunk) {}
   int64_t token_chunk() const { return token_chunk_; }
-  WeightTile tile;
+  WeightTile tile;  // its bf16_compute() selects the precision of the head's products
   std::vector<float> hidden, logits, dhidden, row_max, row_sum, row_target;
+  std::vector<uint16_t> hidden_bf16, logits_bf16;  // bf16 compute only
   std::vector<int64_t> rows;
 
  private:

@@ -177,6 +177,11 @@ MemoryEstimate estimate_training_memory(const ModelConfig& c, WeightStorage stor
 
   e.scratch = kWeightTiles * kWeightTileFloats * kF32;
   if (s.bilevel && s.orth_regulariser) e.scratch += regulariser_floats * kF32 + kRegulariserTileBytes;
+  if (s.bf16_compute) {
+    e.scratch += 2 * N * std::max({H, I, Q}) * kBF16;  // the decoder's and the adapters' activations
+    if (storage != WeightStorage::BF16) e.scratch += kWeightTiles * kWeightTileFloats * kBF16;
+    e.loss += chunk * (H + vocab_tile) * kBF16;
+  }
   e.overhead = kRuntimeOverheadBytes + kTokenizerBytesPerToken * c.vocab_size;
   return e;
 }

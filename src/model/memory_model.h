@@ -59,14 +59,22 @@
 //   scratch      dequantisation tiles: three WeightTiles of kWeightTileFloats f32 (the decoder's,
 //                the loss's, the adapter runtime's), allocated and zeroed whatever the storage;
 //                BiDoRA's orthogonality regulariser adds D and the Gram of the largest adapted
-//                Linear and its gradient tile.
+//                Linear and its gradient tile. With bf16 compute (model.compute_dtype bf16) each
+//                of the decoder's and the adapters' tiles keeps a GEMM's activations rounded to
+//                bf16 [N, max(H, I, Q)], each tile a bf16 copy of its weight rows when the storage is
+//                not bf16, and the loss its hidden chunk and logits tile in bf16.
 //   overhead     the process itself, measured (bench/memory_model_check.sh): code and libraries
 //                (oneDNN, OpenMP), the allocator's slack, and the tokenizer, whose vocabulary,
 //                merges and lookup tables grow with vocab_size (kTokenizerBytesPerToken each).
 //                A training file adds about its size in tokenised examples: not counted (the
 //                estimate needs no data), small next to the rest for typical datasets.
-// Calibrated against the peak RSS of `bidora train` (bench/memory_model_check.sh): every case
-// within 15%; the header of that script holds the measured table.
+// Checked against the peak RSS of `bidora train` by bench/memory_model_check.sh (SmolLM2-135M and
+// Qwen2.5-0.5B shapes; bf16 / nf4 / int8, LoRA / DoRA, checkpointing on and off, 512 and 2048 tokens,
+// AdamW and 8-bit AdamW, BiDoRA): all 32 cases within 5.1%, BiDoRA the furthest (its hypergradient
+// copies partly reuse heap the tokenizer's parse freed). bf16 compute on Qwen2.5-0.5B: 1878 / 1856 MB
+// (bf16 weights), 1384 / 1364 MB (NF4). With checkpointing the largest parts are the weights and
+// `layer` (of which the [N, I]-wide MLP buffers are ~80%); without it, `activations`. Only the
+// overhead constant is fitted; every other term is counted.
 #include <array>
 #include <cstdint>
 #include <optional>
@@ -146,6 +154,7 @@ struct TrainingShape {
   // normalised direction D [out, in] and the smaller Gram of the largest adapted Linear.
   bool bilevel = false;
   bool orth_regulariser = false;
+  bool bf16_compute = false;  // model.compute_dtype bf16: bf16 copies of GEMM inputs (scratch)
   int64_t tokens() const { return batch * seq_len; }
 };
 

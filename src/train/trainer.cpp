@@ -219,6 +219,9 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
   Decoder decoder(*weights);
   decoder.set_adapters(&runtime);
   decoder.set_gradient_checkpointing(cfg.training.gradient_checkpointing);
+  const bool bf16_compute = cfg.model.compute_dtype == ComputeDtype::BF16;
+  decoder.set_bf16_compute(bf16_compute);
+  runtime.set_bf16_compute(bf16_compute);
   AdamWConfig ac;
   ac.beta1 = cfg.training.adam_beta1;
   ac.beta2 = cfg.training.adam_beta2;

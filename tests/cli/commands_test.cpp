@@ -463,14 +463,15 @@ TEST(TrainingPlan, LinesAndJsonCarryEveryChoice) {
   PlanCase t;
   const TrainingPlan p = t.plan(t.ram_for(t.need(WeightStorage::NF4, 1, 1024)));
   const auto lines = plan_lines(p);
-  ASSERT_EQ(lines.size(), 5u);
+  ASSERT_EQ(lines.size(), 6u);
   EXPECT_THAT(lines[0], HasSubstr("Plan: model.quantization = nf4 (changed) — bf16 needs"));
   EXPECT_THAT(lines[1], HasSubstr("Plan: training.batch_size = 1 (changed)"));
+  EXPECT_THAT(lines[5], HasSubstr("Plan: model.compute_dtype = f32 — exact float32 products"));
   const json j = plan_json(p);
   EXPECT_EQ(j["storage"], "nf4");
   EXPECT_EQ(j["batch_size"], 1);
   EXPECT_EQ(j["gradient_accumulation_steps"], 16);
-  EXPECT_EQ(j["choices"].size(), 5u);
+  EXPECT_EQ(j["choices"].size(), 6u);
   EXPECT_EQ(j["estimate"]["total_bytes"], p.estimate.total());
   EXPECT_EQ(j["usable_bytes"], p.usable_bytes());
 }
@@ -512,7 +513,7 @@ TEST(EstimateCommand, JsonHasEveryPartAndThePlan) {
   }
   EXPECT_GT(j["available_memory_bytes"].get<int64_t>(), 0);
   EXPECT_EQ(j["plan"]["storage"], "nf4");
-  EXPECT_EQ(j["plan"]["choices"].size(), 5u);
+  EXPECT_EQ(j["plan"]["choices"].size(), 6u);
   EXPECT_EQ(j["plan"]["choices"][0]["reason"], "model.quantization = nf4 (--quantization)");
 
   const std::string table = run_command({"estimate", "-m", dir, "-q", "int8"});
