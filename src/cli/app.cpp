@@ -25,6 +25,10 @@ int run(int argc, char** argv) {
   register_data_preview(app);
   register_train(app);
   register_analyze(app);
+  register_eval(app);
+  register_merge(app);
+  register_export_gguf(app);
+  register_generate(app);
 
   try {
     app.parse(argc, argv);

@@ -14,6 +14,7 @@
 #include "cli/progress_bar.h"
 #include "core/error.h"
 #include "core/hardware.h"
+#include "train/init_adapter.h"
 #include "train/trainer.h"
 
 namespace bidora::cli {
@@ -59,7 +60,9 @@ struct StopSignalGuard {
 
 void run(const ConfigOptions& options) {
   ConfigOrigins origins;
-  const TrainConfig configured = options.resolve(&origins);
+  // With --adapter, r / alpha / targets / method / rsLoRA come from that adapter (before planning,
+  // which needs them).
+  const TrainConfig configured = train::resolve_init_adapter(options.resolve(&origins), &origins);
   const HardwareInfo hw = detect_hardware();
   const ConfigPlan plan = make_config_plan(configured, origins, hw);
   if (!plan.training) fail("model '{}': {}", configured.model.name_or_path, plan.note);

@@ -14,5 +14,9 @@ void register_model_info(CLI::App& app);
 void register_data_preview(CLI::App& app);
 void register_train(CLI::App& app);
 void register_analyze(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_merge(CLI::App& app);
+void register_export_gguf(CLI::App& app);
+void register_generate(CLI::App& app);
 
 }  // namespace bidora::cli

@@ -232,6 +232,13 @@ std::vector<FieldInfo> build_fields() {
   f.push_back(enum_field("adapter.init", BIDORA_MEMBER(adapter.init), kInit, "--lora-init",
                          "LoRA init: true (kaiming-uniform A, B=0, PEFT default) or gaussian",
                          {"init_lora_weights"}));
+  f.push_back(string_field("adapter.init_from", BIDORA_MEMBER(adapter.init_from), "-a,--adapter",
+                           "Trained adapter directory to start from (its r, alpha, targets, method and "
+                           "rsLoRA are used; the optimiser starts fresh). eval: the adapter to evaluate",
+                           {"adapter_name_or_path", "init_adapter"}));
+  f.push_back(bool_field("adapter.allow_base_mismatch", BIDORA_MEMBER(adapter.allow_base_mismatch),
+                         "--allow-base-mismatch",
+                         "Use --adapter even if its adapter_config.json names another base model"));
   // training
   f.push_back(float_field("training.learning_rate", BIDORA_MEMBER(training.learning_rate), open_closed(0, 1),
                           "--lr,--learning-rate", "Peak learning rate", {"lr"}));

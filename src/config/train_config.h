@@ -59,6 +59,12 @@ struct AdapterSection {
   std::vector<std::string> targets = {"q_proj", "k_proj", "v_proj", "o_proj"};  // canonical names
   bool use_rslora = true;  // scaling alpha / sqrt(r) instead of alpha / r
   LoraInit init = LoraInit::Default;
+  // A trained adapter directory (PEFT format) the run starts from: its A, B and m, and its r,
+  // alpha, targets, method and rsLoRA (resolve_init_adapter); the optimiser starts fresh.
+  // `bidora eval` evaluates this adapter.
+  std::string init_from;
+  // Accept init_from although its base_model_name_or_path names another model.
+  bool allow_base_mismatch = false;
   bool operator==(const AdapterSection&) const = default;
 };
 

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/fault_injection.h"
 
 namespace bidora {
 
@@ -24,6 +25,8 @@ std::string read_file(const std::string& path) {
 }
 
 void write_file_atomic(const std::string& path, std::string_view bytes) {
+  // Test hook (fault_injection.h): half of the bytes reach the disk, then the disk is full.
+  const bool disk_full = fault::reached("write_enospc");
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) fail("{}: cannot create: {}", tmp, std::strerror(errno));
@@ -33,14 +36,19 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
     ::unlink(tmp.c_str());
     fail("{}: {}: {}", path, what, std::strerror(e));
   };
+  const size_t end = disk_full ? bytes.size() / 2 : bytes.size();
   size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
+  while (done < end) {
+    ssize_t w = ::write(fd, bytes.data() + done, end - done);
     if (w < 0) {
       if (errno == EINTR) continue;
       abort_with("write failed");
     }
     done += static_cast<size_t>(w);
+  }
+  if (disk_full) {
+    errno = ENOSPC;
+    abort_with("write failed");
   }
   if (::fsync(fd) != 0) abort_with("fsync failed");
   if (::close(fd) != 0) {

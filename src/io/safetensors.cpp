@@ -1,6 +1,10 @@
 #include "io/safetensors.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -29,6 +33,50 @@ uint64_t as_offset(const nlohmann::json& v, const std::string& path, const std::
   uint64_t x = v.get<uint64_t>();
   if (x >= (uint64_t{1} << 48)) fail("{}: tensor '{}': {} {} exceeds 2^48", path, name, what, x);
   return x;
+}
+
+// The reference writer's data order: dtype descending by enum order (larger alignment first),
+// then name ascending.
+bool before_in_file(DType a_dtype, const std::string& a_name, DType b_dtype, const std::string& b_name) {
+  if (a_dtype != b_dtype) return dtype_rank(a_dtype) > dtype_rank(b_dtype);
+  return a_name < b_name;
+}
+
+// The 8-byte length and the JSON header (space-padded to a multiple of 8 bytes, as the Rust
+// writer aligns the data section) for tensors already in file order.
+struct HeaderEntry {
+  const std::string& name;
+  DType dtype;
+  const std::vector<int64_t>& shape;
+  uint64_t nbytes;
+};
+std::string header_bytes(const std::vector<HeaderEntry>& order,
+                         const std::map<std::string, std::string>& md) {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!md.empty()) header["__metadata__"] = md;
+  uint64_t offset = 0;
+  for (const HeaderEntry& e : order) {
+    nlohmann::ordered_json t;
+    t["dtype"] = dtype_name(e.dtype);
+    t["shape"] = e.shape;
+    t["data_offsets"] = {offset, offset + e.nbytes};
+    header[e.name] = std::move(t);
+    offset += e.nbytes;
+  }
+  std::string json = header.dump();
+  while (json.size() % 8 != 0) json.push_back(' ');
+  std::string out;
+  out.reserve(8 + json.size());
+  const uint64_t n = json.size();
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  out += json;
+  return out;
+}
+
+size_t numel_bytes(const std::vector<int64_t>& shape, DType dtype) {
+  size_t n = dtype_size(dtype);
+  for (int64_t d : shape) n *= static_cast<size_t>(d);
+  return n;
 }
 
 }  // namespace
@@ -198,37 +246,99 @@ void SafetensorsWriter::add_f32(const std::string& name, std::vector<int64_t> sh
 }
 
 std::string SafetensorsWriter::serialize() const {
-  // Same order as the Rust writer: dtype descending by enum order, then name ascending.
   std::vector<const Entry*> order;
   for (const auto& e : entries_) order.push_back(&e);
   std::sort(order.begin(), order.end(), [](const Entry* a, const Entry* b) {
-    if (a->dtype != b->dtype) return dtype_rank(a->dtype) > dtype_rank(b->dtype);
-    return a->name < b->name;
+    return before_in_file(a->dtype, a->name, b->dtype, b->name);
   });
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata_.empty()) header["__metadata__"] = metadata_;
-  uint64_t offset = 0;
+  std::vector<HeaderEntry> items;
+  uint64_t data = 0;
   for (const Entry* e : order) {
-    nlohmann::ordered_json t;
-    t["dtype"] = dtype_name(e->dtype);
-    t["shape"] = e->shape;
-    t["data_offsets"] = {offset, offset + e->bytes.size()};
-    header[e->name] = std::move(t);
-    offset += e->bytes.size();
+    items.push_back({e->name, e->dtype, e->shape, e->bytes.size()});
+    data += e->bytes.size();
   }
-  std::string json = header.dump();
-  while (json.size() % 8 != 0) json.push_back(' ');
-  std::string out;
-  out.reserve(8 + json.size() + offset);
-  const uint64_t n = json.size();
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
-  out += json;
+  std::string out = header_bytes(items, metadata_);
+  out.reserve(out.size() + data);
   for (const Entry* e : order) out.append(reinterpret_cast<const char*>(e->bytes.data()), e->bytes.size());
   return out;
 }
 
 void SafetensorsWriter::write(const std::string& path) const {
   write_file_atomic(path, serialize());
+}
+
+size_t SafetensorsStreamWriter::Entry::nbytes() const {
+  return numel_bytes(shape, dtype);
+}
+
+SafetensorsStreamWriter::SafetensorsStreamWriter(std::string path, std::vector<Entry> tensors,
+                                                 std::map<std::string, std::string> metadata)
+    : path_(std::move(path)), order_(std::move(tensors)) {
+  std::sort(order_.begin(), order_.end(),
+            [](const Entry& a, const Entry& b) { return before_in_file(a.dtype, a.name, b.dtype, b.name); });
+  std::set<std::string> names;
+  std::vector<HeaderEntry> items;
+  for (const Entry& e : order_) {
+    BIDORA_CHECK(names.insert(e.name).second, "{}: tensor '{}' declared twice", path_, e.name);
+    BIDORA_CHECK(e.name != "__metadata__", "{}: '__metadata__' is not a tensor name", path_);
+    items.push_back({e.name, e.dtype, e.shape, e.nbytes()});
+    data_bytes_ += e.nbytes();
+    ends_.push_back(data_bytes_);
+  }
+  const std::string header = header_bytes(items, metadata);
+  header_bytes_ = header.size();
+  tmp_ = path_ + ".tmp." + std::to_string(::getpid());
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail("{}: cannot create: {}", tmp_, std::strerror(errno));
+  write_all(header.data(), header.size());
+}
+
+SafetensorsStreamWriter::~SafetensorsStreamWriter() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!finished_ && !tmp_.empty()) ::unlink(tmp_.c_str());
+}
+
+void SafetensorsStreamWriter::write_all(const void* p, size_t n) {
+  const char* c = static_cast<const char*>(p);
+  while (n > 0) {
+    const ssize_t w = ::write(fd_, c, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      fail("{}: write failed: {}", path_, std::strerror(errno));
+    }
+    c += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+void SafetensorsStreamWriter::append(const std::string& name, std::span<const uint8_t> bytes) {
+  BIDORA_CHECK(!finished_, "{}: append after finish", path_);
+  // Skip zero-byte tensors the data has already passed (they occupy no bytes).
+  while (current_ < order_.size() && written_ == ends_[current_] && order_[current_].name != name) ++current_;
+  BIDORA_CHECK(current_ < order_.size() && order_[current_].name == name,
+               "{}: data for tensor '{}' out of order (expected '{}')", path_, name,
+               current_ < order_.size() ? order_[current_].name : std::string("nothing: all written"));
+  BIDORA_CHECK(
+      written_ + bytes.size() <= ends_[current_], "{}: tensor '{}' ({} {}) gets {} bytes past its end", path_,
+      name, dtype_name(order_[current_].dtype), fmt::format("[{}]", fmt::join(order_[current_].shape, ", ")),
+      written_ + bytes.size() - ends_[current_]);
+  write_all(bytes.data(), bytes.size());
+  written_ += bytes.size();
+}
+
+void SafetensorsStreamWriter::finish() {
+  BIDORA_CHECK(!finished_, "{}: finished twice", path_);
+  if (written_ != data_bytes_) {
+    while (current_ < order_.size() && written_ == ends_[current_]) ++current_;
+    fail("{}: only {} of {} data bytes written (tensor '{}' incomplete)", path_, written_, data_bytes_,
+         current_ < order_.size() ? order_[current_].name : std::string("?"));
+  }
+  if (::fsync(fd_) != 0) fail("{}: fsync failed: {}", path_, std::strerror(errno));
+  const int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) fail("{}: close failed: {}", path_, std::strerror(errno));
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail("{}: rename failed: {}", path_, std::strerror(errno));
+  finished_ = true;
 }
 
 }  // namespace bidora

@@ -65,4 +65,46 @@ class SafetensorsWriter {
   std::map<std::string, std::string> metadata_{{"format", "pt"}};
 };
 
+// Writes one safetensors file tensor by tensor without holding all the data in memory (merged
+// models, where every tensor is produced just before it is written). All names, dtypes and shapes
+// are given up front, so the header with every offset goes first; the data then follows in
+// order(), which is SafetensorsWriter's order (same header, same bytes as SafetensorsWriter for
+// the same tensors). The file is written as "<path>.tmp.<pid>" and renamed by finish(); a writer
+// destroyed before finish() removes its temporary file, so no half-written file is left at path.
+class SafetensorsStreamWriter {
+ public:
+  struct Entry {
+    std::string name;
+    DType dtype = DType::F32;
+    std::vector<int64_t> shape;
+    size_t nbytes() const;
+  };
+  SafetensorsStreamWriter(std::string path, std::vector<Entry> tensors,
+                          std::map<std::string, std::string> metadata = {{"format", "pt"}});
+  ~SafetensorsStreamWriter();
+  SafetensorsStreamWriter(const SafetensorsStreamWriter&) = delete;
+  SafetensorsStreamWriter& operator=(const SafetensorsStreamWriter&) = delete;
+
+  // The order in which append() expects the tensors' data.
+  const std::vector<Entry>& order() const { return order_; }
+  // Appends the next bytes of tensor `name`, which must be the tensor the data has reached (a
+  // tensor may come in several chunks, never past its end). Error naming the file otherwise.
+  void append(const std::string& name, std::span<const uint8_t> bytes);
+  // Checks that every tensor is complete, fsyncs and renames the file into place.
+  void finish();
+  // Header + data bytes of the finished file.
+  uint64_t file_size() const { return header_bytes_ + data_bytes_; }
+
+ private:
+  void write_all(const void* p, size_t n);
+
+  std::string path_, tmp_;
+  int fd_ = -1;
+  std::vector<Entry> order_;
+  std::vector<uint64_t> ends_;  // end offset of each tensor of order_ in the data section
+  uint64_t header_bytes_ = 0, data_bytes_ = 0, written_ = 0;
+  size_t current_ = 0;  // index in order_ of the tensor the data has reached
+  bool finished_ = false;
+};
+
 }  // namespace bidora

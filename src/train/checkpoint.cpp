@@ -1,8 +1,11 @@
 #include "train/checkpoint.h"
 
 #include <fmt/format.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <filesystem>
 #include <set>
@@ -10,6 +13,7 @@
 #include "adapters/peft_io.h"
 #include "config/config_fields.h"
 #include "core/error.h"
+#include "core/fault_injection.h"
 #include "core/files.h"
 #include "io/json_util.h"
 #include "train/optim_state.h"
@@ -173,6 +177,7 @@ void save_checkpoint(const std::string& dir, const AdapterSet& adapters, const s
                      std::span<const OptimizerSlot> optimizers, const TrainerState& state) {
   replace_directory(dir, [&](const std::string& tmp) {
     write_peft_adapter_files(tmp, adapters, base_model);
+    fault::kill_if_reached("checkpoint_write");  // test hook: a crash halfway through the save
     for (const OptimizerSlot& o : optimizers)
       save_optimizer_state((fs::path(tmp) / o.file).string(), *o.optimizer, *o.schedule);
     // Last: a directory with trainer_state.json is complete (list_checkpoints relies on it).
@@ -219,6 +224,69 @@ std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string&
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+std::vector<std::string> remove_interrupted_saves(const std::string& out_dir) {
+  // What replace_directory and write_file_atomic leave when the process dies mid-save, for the
+  // names a run writes in its output directory: "<name>.tmp.<pid>" (the new version being
+  // written) and "<name>.old.<pid>" (the version it replaces, moved aside).
+  static const std::set<std::string> outputs = {"final_model",   "best_model",  "search_model",
+                                                "metrics.jsonl", "config.yaml", "training_plot.svg"};
+  struct Debris {
+    fs::path path, target;
+    bool old = false;
+    int64_t pid = 0;
+  };
+  std::vector<Debris> found;
+  std::error_code ec;
+  if (!fs::is_directory(out_dir, ec)) return {};
+  for (const auto& entry : fs::directory_iterator(out_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    Debris d;
+    size_t mark = name.rfind(".tmp.");
+    if (mark == std::string::npos) {
+      mark = name.rfind(".old.");
+      d.old = true;
+    }
+    if (mark == std::string::npos) continue;
+    const std::string base = name.substr(0, mark), digits = name.substr(mark + 5);
+    const auto [end, perr] = std::from_chars(digits.data(), digits.data() + digits.size(), d.pid);
+    if (perr != std::errc() || end != digits.data() + digits.size() || d.pid <= 0) continue;
+    if (!outputs.count(base) && !checkpoint_step(base)) continue;
+    // A live process may still be writing it (another run in the same directory, or this one).
+    if (d.pid == ::getpid() || ::kill(static_cast<pid_t>(d.pid), 0) == 0 || errno != ESRCH) continue;
+    d.path = entry.path();
+    d.target = entry.path().parent_path() / base;
+    found.push_back(std::move(d));
+  }
+  auto fail_on = [](const fs::path& p, const std::error_code& e) {
+    if (e) fail("{}: cannot clean up what an interrupted save left: {}", p.string(), e.message());
+  };
+  std::vector<std::string> removed;
+  // A death between replace_directory's two renames leaves no <name> but a complete new version
+  // (the temporary directory is filled before anything is moved) and the previous one: put the
+  // new one in place, or the previous one back if the new one is gone.
+  for (const Debris& d : found) {
+    if (!d.old) continue;
+    if (!fs::exists(d.target)) {
+      const fs::path tmp = d.target.string() + ".tmp." + std::to_string(d.pid);
+      fs::rename(fs::exists(tmp) ? tmp : d.path, d.target, ec);
+      fail_on(d.target, ec);
+    }
+    if (fs::exists(d.path)) {
+      fs::remove_all(d.path, ec);
+      fail_on(d.path, ec);
+      removed.push_back(d.path.string());
+    }
+  }
+  for (const Debris& d : found) {
+    if (d.old || !fs::exists(d.path)) continue;  // gone: moved into place above
+    fs::remove_all(d.path, ec);
+    fail_on(d.path, ec);
+    removed.push_back(d.path.string());
+  }
+  std::sort(removed.begin(), removed.end());
+  return removed;
 }
 
 void rotate_checkpoints(const std::string& out_dir, int64_t keep) {

@@ -95,6 +95,13 @@ void load_checkpoint_values(const std::string& dir, AdapterSet& adapters,
 // ascending step. Temporary directories of interrupted saves are ignored.
 std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& out_dir);
 
+// Cleans up after saves that a process which no longer runs left unfinished in `out_dir` (a
+// kill -9 or a power cut mid-save): deletes the temporary and set-aside directories and files
+// ("checkpoint-8.tmp.<pid>", "final_model.old.<pid>", "metrics.jsonl.tmp.<pid>", ...), first
+// putting a directory back in place if the process died between replace_directory's renames.
+// Returns the paths deleted.
+std::vector<std::string> remove_interrupted_saves(const std::string& out_dir);
+
 // Deletes the oldest checkpoints so that at most `keep` remain; keep <= 0 keeps all.
 void rotate_checkpoints(const std::string& out_dir, int64_t keep);
 

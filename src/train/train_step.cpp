@@ -4,6 +4,7 @@
 
 #include "adapters/peft_io.h"
 #include "core/error.h"
+#include "core/fault_injection.h"
 #include "train/optim_clip.h"
 
 namespace bidora::train {
@@ -67,7 +68,19 @@ StepResult train_step(Decoder& decoder, AdapterRuntime& runtime, std::span<const
     mode.dropout =
         micro_batch_dropout_key(opts.seed, opts.step, static_cast<int64_t>(micro_batches.size()), i);
     runtime.set_mode(mode);
-    loss_sum += decoder.forward_backward(micro_batches[i], scale).sum;
+    double micro_loss = decoder.forward_backward(micro_batches[i], scale).sum;
+    // Test hook (fault_injection.h): a diverged loss in the step's last micro-batch.
+    if (i + 1 == micro_batches.size() && fault::reached("nan_loss")) micro_loss = std::nan("");
+    // Stop at the micro-batch that diverged, naming it (its rows are reproducible from the step).
+    if (!std::isfinite(micro_loss)) {
+      runtime.set_wants({});
+      fail(
+          "training step {}, micro-batch {} of {} ({} rows x {} tokens): the loss is {}; stopped before "
+          "updating the adapter (try a lower learning rate, or f32 compute)",
+          opts.step + 1, i + 1, micro_batches.size(), micro_batches[i].rows, micro_batches[i].seq_len,
+          micro_loss);
+    }
+    loss_sum += micro_loss;
   }
   runtime.set_wants({});
   r.loss = loss_sum / static_cast<double>(r.tokens);
@@ -84,6 +97,7 @@ StepResult train_step(Decoder& decoder, AdapterRuntime& runtime, std::span<const
         "training step {}: the loss is {} and the gradient norm {}; stopped before updating the adapter "
         "(try a lower learning rate, or f32 compute)",
         opts.step + 1, r.loss, r.grad_norm);
+  fault::kill_if_reached("step");  // test hook: a crash between the backward passes and the update
   r.lr = schedule.lr(opts.step);
   optimizer.step(r.lr);
   return r;

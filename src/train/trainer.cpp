@@ -6,17 +6,21 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "adapters/adapter_loading.h"
 #include "adapters/adapter_runtime.h"
 #include "adapters/direction_regulariser.h"
 #include "adapters/peft_io.h"
 #include "core/backend.h"
 #include "core/error.h"
+#include "core/fault_injection.h"
 #include "core/files.h"
 #include "data/batch.h"
 #include "data/dataset.h"
 #include "tokenizer/tokenizer.h"
 #include "train/bilevel.h"
 #include "train/checkpoint.h"
+#include "train/evaluate.h"
+#include "train/init_adapter.h"
 #include "train/metrics_plot.h"
 #include "train/optim_optimizer.h"
 #include "train/train_step.h"
@@ -49,30 +53,6 @@ AdapterConfig adapter_config_from(const AdapterSection& a) {
   }
   c.validate("adapter");
   return c;
-}
-
-TokenBatch to_token_batch(const data::Batch& b) {
-  TokenBatch t;
-  t.rows = b.rows;
-  t.seq_len = b.seq_len;
-  t.input_ids = b.input_ids;
-  t.position_ids = b.position_ids;
-  t.labels = b.labels;
-  return t;
-}
-
-// Every row of `rows` in batches of batch_size, in order (evaluation needs no shuffling).
-std::vector<TokenBatch> batches_in_order(const std::vector<data::TokenizedExample>& examples,
-                                         const std::vector<data::Row>& rows, int64_t batch_size,
-                                         int32_t pad) {
-  std::vector<TokenBatch> out;
-  for (int64_t i = 0; i < static_cast<int64_t>(rows.size()); i += batch_size) {
-    std::vector<int64_t> idx;
-    for (int64_t j = i; j < std::min<int64_t>(i + batch_size, rows.size()); ++j) idx.push_back(j);
-    out.push_back(
-        to_token_batch(data::collate(examples, rows, idx, {.pad_id = pad, .pad_to_multiple_of = 1})));
-  }
-  return out;
 }
 
 // Hash of tokenised examples (ids and loss mask), for the resume fingerprint.
@@ -132,13 +112,20 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
   validate(cfg);
   if (auto missing = missing_for_training(cfg); !missing.empty())
     fail("cannot train: {} not set", fmt::join(missing, ", "));
+  // The adapter settings must already be the init adapter's (the CLI takes them from it): fail
+  // before loading anything.
+  resolve_init_adapter(cfg, nullptr);
   const fs::path out(cfg.output.dir);
+  // A process killed mid-save leaves temporary directories (never taken for checkpoints): clean
+  // them up, restoring a directory caught between two renames, before choosing where to resume.
+  const std::vector<std::string> debris = remove_interrupted_saves(out.string());
   const std::string resume_dir = prepare_output(cfg);
   fs::create_directories(out);
   if (cfg.hardware.threads > 0) set_num_threads(static_cast<int>(cfg.hardware.threads));
   auto event = [&](const std::string& text) {
     if (callbacks.on_event) callbacks.on_event(text);
   };
+  for (const std::string& path : debris) event(fmt::format("Removed {} (left by an interrupted save)", path));
   const bool bilevel = cfg.adapter.method == AdapterMethod::BiDoRA;
   const BiDoRASection& bcfg = cfg.training.bidora;
   const uint64_t seed = static_cast<uint64_t>(cfg.training.seed);
@@ -149,16 +136,7 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
   const data::TextCodec codec = data::codec_for(tokenizer);
 
   // Data.
-  data::DataOptions dopt;
-  dopt.train_file = cfg.data.train_file;
-  dopt.val_file = cfg.data.val_file;
-  dopt.val_ratio = cfg.data.val_file.empty() ? cfg.data.val_split_ratio : 0.0;
-  dopt.max_samples = cfg.data.max_samples;
-  dopt.seed = seed;
-  dopt.max_seq_len = cfg.training.max_seq_len;
-  dopt.train_on_prompt = cfg.data.train_on_prompt;
-  dopt.bad_lines = cfg.data.skip_bad_lines ? data::BadLinePolicy::Skip : data::BadLinePolicy::Stop;
-  const data::TrainingData td = data::load_training_data(codec, dopt);
+  const data::TrainingData td = data::load_training_data(codec, data_options(cfg));
   if (td.train.empty()) fail("{}: no training examples", cfg.data.train_file);
   const std::vector<data::Row> val_rows = data::make_rows(td.val, false, cfg.training.max_seq_len);
   if (bilevel && val_rows.empty())
@@ -169,7 +147,7 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
   // Padding is masked by length, never by id, so any valid id will do when the tokenizer has none.
   const int32_t pad_id = codec.pad_id < 0 ? 0 : codec.pad_id;
   const std::vector<TokenBatch> val_batches =
-      batches_in_order(td.val, val_rows, cfg.training.batch_size, pad_id);
+      evaluation_batches(td.val, val_rows, cfg.training.batch_size, pad_id);
 
   // Phases: an optimiser step per `accum` batches (a final partial group still steps, as HF).
   // max_steps caps each phase.
@@ -215,6 +193,14 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
   // (search, `upper`), and a fresh one for the directions when they are retrained.
   const AdapterConfig adapter_cfg = adapter_config_from(cfg.adapter);
   AdapterSet adapters(adapter_cfg, weights->layers(), seed);
+  // Continuing a trained adapter: its values replace the fresh initialisation (a resume below
+  // then replaces them with the checkpoint's). Kept for BiDoRA's retrain_from_init.
+  LoadedAdapter start;
+  if (!cfg.adapter.init_from.empty()) {
+    start = load_adapter_for_model(cfg.adapter.init_from, *weights, cfg.model.name_or_path,
+                                   cfg.adapter.allow_base_mismatch);
+    adapters.assign_values(*start.set, cfg.adapter.init_from);
+  }
   AdapterRuntime runtime(adapters);
   Decoder decoder(*weights);
   decoder.set_adapters(&runtime);
@@ -304,21 +290,21 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
     for (const auto& e : st.log_history) lines += e.dump() + "\n";
     write_file_atomic(metrics_path, lines);
     result.resumed_from_step = st.global_step;
+    // Resumed at the last step, nothing more is logged: the model card's final loss is the last entry's.
+    if (!st.log_history.empty()) result.last_loss = st.log_history.back().value("loss", 0.0);
     event(fmt::format("Resumed from {} (step {}/{})", resume_dir, st.global_step, total_steps));
   } else {
     write_file_atomic(metrics_path, "");
+    if (start.set)
+      event(fmt::format("Starting from the adapter {} (r {}, {}; the optimiser starts fresh)",
+                        cfg.adapter.init_from, adapter_cfg.r, method_name(adapter_cfg.method)));
   }
   write_file_atomic((out / "config.yaml").string(), to_yaml(cfg));
 
   auto evaluate = [&]() -> std::optional<double> {
     if (val_batches.empty()) return std::nullopt;
     runtime.set_mode({});  // eval: no dropout
-    LossSums total;
-    for (const TokenBatch& b : val_batches) {
-      const LossSums s = decoder.loss(b);
-      total.sum += s.sum;
-      total.count += s.count;
-    }
+    const LossSums total = evaluation_loss(decoder, val_batches);
     return total.count ? std::optional(total.mean()) : std::nullopt;
   };
   // The loss / learning-rate plot, redrawn from the whole history at every entry (~1 ms).
@@ -328,13 +314,6 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
                                                    training_plot_title(cfg), {.total_steps = total_steps}));
   };
   write_plot();
-  auto log = [&](const TrainLog& entry) {
-    const nlohmann::ordered_json j = log_entry_json(entry);
-    st.log_history.push_back(j);
-    append_file_synced(metrics_path, j.dump() + "\n");
-    write_plot();
-    if (callbacks.on_log) callbacks.on_log(entry);
-  };
   // Failures name the newest complete checkpoint: what is still good to resume from.
   auto newest_checkpoint = [&]() -> std::optional<std::string> {
     const auto kept = list_checkpoints(out.string());
@@ -351,6 +330,16 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
                               *kept)
                 : std::string("no earlier checkpoint exists"));
     }
+  };
+  auto log = [&](const TrainLog& entry) {
+    const nlohmann::ordered_json j = log_entry_json(entry);
+    st.log_history.push_back(j);
+    // A full disk may show first here: every log entry appends to the log and rewrites the plot.
+    saving(fmt::format("the log of step {}", entry.step), [&] {
+      append_file_synced(metrics_path, j.dump() + "\n");
+      write_plot();
+    });
+    if (callbacks.on_log) callbacks.on_log(entry);
   };
   auto save_checkpoint_now = [&](int64_t step) {
     const std::string dir = (out / checkpoint_dir_name(step)).string();
@@ -404,7 +393,10 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
   auto start_retraining = [&](const Phase& ph) {
     save_search_model();
     if (bcfg.retrain_from_init) {
-      const AdapterSet initial(adapter_cfg, weights->layers(), seed);
+      // The run's initial values: the adapter it continued, or the seeded initialisation.
+      std::optional<AdapterSet> fresh;
+      if (!start.set) fresh.emplace(adapter_cfg, weights->layers(), seed);
+      const AdapterSet& initial = start.set ? *start.set : *fresh;
       for (LoraLayer* l : adapters.all()) {
         const LoraLayer* i = initial.find(l->layer(), l->kind());
         std::copy(i->A.begin(), i->A.end(), l->A.begin());
@@ -474,7 +466,10 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
           }
         } catch (const Error& e) {
           const auto kept = newest_checkpoint();
-          fail("{}\n{}", e.what(),
+          // train_step counts the steps of its phase; BiDoRA's retraining starts after the search.
+          fail("{}{}\n{}",
+               ph.first_step > 0 ? fmt::format("{} phase, global step {}: ", ph.name, step + 1) : "",
+               e.what(),
                kept ? fmt::format("the last good checkpoint is {}", *kept)
                     : std::string("no checkpoint was saved before this step"));
         }
@@ -544,6 +539,7 @@ TrainResult run_training(const TrainConfig& cfg, WeightStorage storage, const Tr
   saving("the final model", [&] {
     replace_directory(final_dir, [&](const std::string& tmp) {
       write_peft_adapter_files(tmp, adapters, cfg.model.name_or_path);
+      fault::kill_if_reached("final_save");  // test hook: a crash halfway through the save
       copy_tokenizer_files(weights->dir(), tmp);
       write_model_card(tmp, cfg, result, final_dir);
     });
