@@ -45,7 +45,7 @@ std::optional<std::string> hf_id(const std::string& s) {
       return id.substr(0, sep) + "/" + id.substr(sep + 2);
     }
   std::error_code ec;
-  if (parts.size() == 2 && s.front() != '/' && s.front() != '.' && !fs::exists(s, ec)) return s;
+  if (parts.size() == 2 && !s.empty() && s.front() != '/' && s.front() != '.' && !fs::exists(s, ec)) return s;
   return std::nullopt;
 }
 

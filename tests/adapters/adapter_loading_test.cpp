@@ -418,6 +418,8 @@ TEST(SameBaseModel, ComparesIdsPathsAndNames) {
   EXPECT_FALSE(same_base_model("Qwen/Qwen2.5-0.5B", "Qwen/Qwen2.5-0.5B-Instruct"));
   EXPECT_FALSE(same_base_model("/x/hub/models--Qwen--Qwen2.5-1.5B/snapshots/abc", "Qwen/Qwen2.5-0.5B"));
   EXPECT_FALSE(same_base_model("meta-llama/Llama-3.2-1B", "/models/SmolLM2-135M"));
+  EXPECT_FALSE(same_base_model("", "Qwen/Qwen2.5-0.5B"));
+  EXPECT_FALSE(same_base_model("Qwen/Qwen2.5-0.5B", ""));
   // The same real directory under two spellings.
   const std::string tmp = test::make_temp_dir("same-base");
   fs::create_directories(tmp + "/m");
