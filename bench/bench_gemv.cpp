@@ -13,6 +13,7 @@
 #include <tuple>
 #include <vector>
 
+#include "bench_fill.h"
 #include "model/frozen_matrix.h"
 #include "model/gemv.h"
 #include "model/linear.h"
@@ -27,15 +28,7 @@ const std::map<std::string, std::pair<int64_t, int64_t>> kShapes = {{"kv", {128,
                                                                     {"down", {896, 4864}},
                                                                     {"lm_head", {151936, 896}}};
 
-std::vector<float> filled(size_t n, uint32_t seed) {
-  std::vector<float> v(n);
-  uint32_t s = seed * 2654435761u + 1;
-  for (float& x : v) {
-    s = s * 1664525u + 1013904223u;
-    x = static_cast<float>(s >> 8) * (2.0f / 16777216.0f) - 1.0f;
-  }
-  return v;
-}
+using bench::filled;
 
 const FrozenMatrix& matrix(const std::string& shape, WeightStorage st) {
   static std::map<std::pair<std::string, int>, std::unique_ptr<FrozenMatrix>> cache;

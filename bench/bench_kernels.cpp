@@ -13,6 +13,7 @@
 #include <numeric>
 #include <vector>
 
+#include "bench_fill.h"
 #include "model/attention.h"
 #include "model/attention_kernels.h"
 #include "model/frozen_matrix.h"
@@ -27,16 +28,7 @@ namespace {
 
 constexpr int64_t kHidden = 896, kHeads = 14, kKvHeads = 2, kHeadDim = 64, kInter = 4864, kVocab = 151936;
 
-// Cheap deterministic fill in [-scale, scale): hundreds of millions of values for the lm_head.
-std::vector<float> filled(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::vector<float> v(n);
-  uint32_t s = seed * 2654435761u + 1;
-  for (float& x : v) {
-    s = s * 1664525u + 1013904223u;
-    x = scale * (static_cast<float>(s >> 8) * (2.0f / 16777216.0f) - 1.0f);
-  }
-  return v;
-}
+using bench::filled;
 
 void set_flops(benchmark::State& state, double flops_per_iter, int64_t tokens) {
   if (flops_per_iter > 0)

@@ -7,6 +7,7 @@
 
 #include "adapters/dropout.h"
 #include "core/error.h"
+#include "core/half.h"
 
 namespace bidora {
 namespace {
@@ -40,47 +41,198 @@ inline float horizontal_sum(Lanes v) {
   return (q[0] + q[2]) + (q[1] + q[3]);
 }
 
-constexpr int64_t kMaxColumnBlock = 128;
+// Columns one pass over a token's dropped inputs produces, in registers: 8 vectors of 16.
+constexpr int64_t kPass = 8 * kLanes;
+// Output columns per panel.
+constexpr int64_t kPanelWidth = kPass;
+// Inputs per panel chunk: a chunk [rows, kPanelWidth] stays in half the 1 MB L2 cache while the
+// tokens' dropped inputs in it are read (wide inputs, e.g. down_proj's 4864, take several).
+int64_t chunk_rows(size_t element_bytes) {
+  return (int64_t{512} << 10) / (kPanelWidth * static_cast<int64_t>(element_bytes));
+}
 
-// wt[j, o] = w[o, j]·(row_scale ? row_scale[o] : 1) for a [rows, cols] tile, in cache blocks.
-void transpose_scaled(const float* w, int64_t rows, int64_t cols, const float* row_scale, float* wt) {
-#pragma omp parallel for schedule(static)
-  for (int64_t j0 = 0; j0 < cols; j0 += kTransposeBlock) {
-    const int64_t j1 = std::min(cols, j0 + kTransposeBlock);
-    for (int64_t o0 = 0; o0 < rows; o0 += kTransposeBlock) {
-      const int64_t o1 = std::min(rows, o0 + kTransposeBlock);
-      for (int64_t j = j0; j < j1; ++j)
-        for (int64_t o = o0; o < o1; ++o)
-          wt[j * rows + o] = w[o * cols + j] * (row_scale ? row_scale[o] : 1.0f);
+// The first of a row's (ascending) dropped columns at or after j.
+inline int64_t first_at_or_after(const int32_t* cols, int64_t count, int64_t j) {
+  return std::lower_bound(cols, cols + count, static_cast<int32_t>(j)) - cols;
+}
+
+// A tile of W's rows [r0, r0 + rows) transposed into panels of `width` rows: panel b holds rows
+// [b·width, b·width + pw) as a contiguous [in, pw] block at offset b·width·in. Contiguous panels
+// keep a panel on few pages and cache sets (a plain [in, rows] transpose put each input's slice
+// of a panel on its own page: TLB misses on every dropped input). `src(o, j)` reads
+// W[r0 + o, j] as float.
+template <typename Src>
+void transpose_to_panels(Src&& src, int64_t rows, int64_t in, int64_t width, float* panels) {
+  const int64_t blocks = (rows + width - 1) / width;
+  const int64_t jblocks = (in + kTransposeBlock - 1) / kTransposeBlock;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t jb = 0; jb < jblocks; ++jb) {
+      const int64_t o0 = b * width, pw = std::min(width, rows - o0);
+      float* panel = panels + o0 * in;
+      const int64_t j0 = jb * kTransposeBlock, j1 = std::min(in, j0 + kTransposeBlock);
+      for (int64_t o = 0; o < pw; ++o)
+        for (int64_t j = j0; j < j1; ++j) panel[j * pw + o] = src(o0 + o, j);
+    }
+}
+
+// f(r0, rows, panels, width) over W's rows as panels (transpose_to_panels), tiles no larger than
+// the weight tile. bf16 weights are read in place (no float32 copy of the tile first); other
+// storages go through float32 row tiles.
+template <typename F>
+void for_each_panel_tile(const FrozenMatrix& W, WeightTile& tile, std::vector<float>& panels, F&& f) {
+  const int64_t in = W.cols(), width = kPanelWidth;
+  const int64_t max_rows =
+      std::max<int64_t>(1, static_cast<int64_t>(tile.capacity()) / std::max<int64_t>(in, 1));
+  // Rows [r0, r0 + m) of W read through src(o, j) = W[r0 + o, j] → panels → f.
+  auto panel_tile = [&](int64_t r0, int64_t m, auto&& src) {
+    if (panels.size() < static_cast<size_t>(m * in)) panels.resize(static_cast<size_t>(m * in));
+    transpose_to_panels(src, m, in, width, panels.data());
+    f(r0, m, static_cast<const float*>(panels.data()), width);
+  };
+  if (const uint16_t* w16 = W.bf16_data()) {
+    for (int64_t r0 = 0; r0 < W.rows(); r0 += max_rows) {
+      const uint16_t* w = w16 + r0 * in;
+      panel_tile(r0, std::min(max_rows, W.rows() - r0),
+                 [&](int64_t o, int64_t j) { return bf16_to_f32(w[o * in + j]); });
+    }
+    return;
+  }
+  for_each_row_tile(W, tile, [&](int64_t r0, int64_t rows, const float* w) {
+    for (int64_t c0 = 0; c0 < rows; c0 += max_rows) {
+      const float* wc = w + c0 * in;
+      panel_tile(r0 + c0, std::min(max_rows, rows - c0),
+                 [&](int64_t o, int64_t j) { return wc[o * in + j]; });
+    }
+  });
+}
+
+// c[t, o0 .. o0 + V·16) (+)= Σ over row t's dropped j in the chunk of x[t, j]·panel[j, o0 ..]:
+// V vectors of accumulators stay in registers across the dropped inputs; `add` continues the
+// sums of the previous chunks.
+template <int V>
+inline void dropped_row_pass(const float* xv, const int32_t* cols, int64_t count, const float* wt,
+                             int64_t width, bool add, float* ct) {
+  Lanes a[V];
+#pragma GCC unroll 8
+  for (int v = 0; v < V; ++v) a[v] = add ? load(ct + v * kLanes) : Lanes{};
+  for (int64_t k = 0; k < count; ++k) {
+    const float s = xv[k];
+    const float* wr = wt + static_cast<int64_t>(cols[k]) * width;
+#pragma GCC unroll 8
+    for (int v = 0; v < V; ++v) a[v] += s * load(wr + v * kLanes);
+  }
+#pragma GCC unroll 8
+  for (int v = 0; v < V; ++v) store(ct + v * kLanes, a[v]);
+}
+
+// Calls f(t, k0, k1, wt) for the rows t of this thread and each chunk of inputs of each panel:
+// wt is the panel's [in, width] block (row j at wt + j·width), k0..k1 row t's dropped entries in
+// the chunk. Loop order panel → chunk → token keeps one chunk in L2 while the tokens pass.
+template <typename F>
+void for_each_panel_chunk(const DroppedSet& set, const float* tile_panels, int64_t rows, int64_t in,
+                          int64_t block, int64_t chunk, F&& f) {
+  const int64_t n = set.n;
+#pragma omp parallel
+  for (int64_t ob = 0; ob < rows; ob += block) {
+    const int64_t width = std::min(block, rows - ob);
+    const float* wt = tile_panels + ob * in;  // [in, width]
+    for (int64_t j0 = 0; j0 < in; j0 += chunk) {
+      const int64_t j1 = std::min(in, j0 + chunk);
+      // nowait: schedule(static) gives every thread the same rows in every panel and chunk, and
+      // a row's results belong to its thread alone, so the panels need no barrier between them
+      // (a barrier per panel made the threads wait on each other dozens of times per call).
+#pragma omp for schedule(static) nowait
+      for (int64_t t = 0; t < n; ++t) {
+        const int32_t* cols = set.cols.data() + set.offsets[t];
+        const int64_t count = set.offsets[t + 1] - set.offsets[t];
+        const int64_t k0 = j0 == 0 ? 0 : first_at_or_after(cols, count, j0);
+        const int64_t k1 = j1 == in ? count : first_at_or_after(cols, count, j1);
+        f(t, ob, width, j0 == 0, set.offsets[t] + k0, set.offsets[t] + k1, wt);
+      }
     }
   }
 }
 
-// Output columns per pass: the transposed block [in, width] should stay in a 1 MB L2 cache
-// while every token's dropped rows are read from it.
-int64_t column_block(int64_t in) {
-  return in * kMaxColumnBlock * static_cast<int64_t>(sizeof(float)) <= (int64_t{512} << 10)
-             ? kMaxColumnBlock
-             : kMaxColumnBlock / 2;
+void dropped_times_wt_panels(const float* x, const DroppedSet& set, const FrozenMatrix& W, WeightTile& tile,
+                             std::vector<float>& panels, std::vector<float>& gathered, float* c,
+                             int64_t ldc) {
+  const int64_t in = W.cols();
+  // The dropped inputs' values, gathered once: every panel then reads them contiguously instead
+  // of touching a cache line of x per dropped input (for wide inputs, a stream of random lines
+  // that evicted the panel from L2).
+  gathered.resize(static_cast<size_t>(set.nnz()));
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < set.n; ++t)
+    for (int64_t k = set.offsets[t]; k < set.offsets[t + 1]; ++k) gathered[k] = x[t * in + set.cols[k]];
+  for_each_panel_tile(
+      W, tile, panels, [&](int64_t r0, int64_t rows, const float* tile_panels, int64_t block) {
+        for_each_panel_chunk(
+            set, tile_panels, rows, in, block, chunk_rows(sizeof(float)),
+            [&](int64_t t, int64_t ob, int64_t width, bool first, int64_t k0, int64_t k1, const float* wt) {
+              const float* xv = gathered.data() + k0;
+              const int32_t* cols = set.cols.data() + k0;
+              const int64_t count = k1 - k0;
+              float* ct = c + t * ldc + r0 + ob;
+              const bool add = !first;
+              int64_t o = 0;
+              for (; o + kPass <= width; o += kPass)
+                dropped_row_pass<8>(xv, cols, count, wt + o, width, add, ct + o);
+              for (; o + kLanes <= width; o += kLanes)
+                dropped_row_pass<1>(xv, cols, count, wt + o, width, add, ct + o);
+              for (; o < width; ++o) {
+                float acc = add ? ct[o] : 0.0f;
+                for (int64_t k = 0; k < count; ++k) acc += xv[k] * wt[cols[k] * width + o];
+                ct[o] = acc;
+              }
+            });
+      });
 }
 
-// f(r0, rows, wt): W's rows [r0, r0 + rows) as a transposed f32 tile [in, rows], each row o
-// scaled by row_scale[r0 + o] when given. Tiles are no larger than the weight tile, also when
-// W is stored as f32 (then for_each_row_tile hands over the whole matrix at once).
-template <typename F>
-void for_each_transposed_tile(const FrozenMatrix& W, WeightTile& tile, const float* row_scale,
-                              std::vector<float>& transposed, F&& f) {
-  const int64_t in = W.cols();
-  const int64_t max_rows =
-      std::max<int64_t>(1, static_cast<int64_t>(tile.capacity()) / std::max<int64_t>(in, 1));
-  for_each_row_tile(W, tile, [&](int64_t r0, int64_t rows, const float* w) {
-    for (int64_t c0 = 0; c0 < rows; c0 += max_rows) {
-      const int64_t m = std::min(max_rows, rows - c0);
-      if (transposed.size() < static_cast<size_t>(m * in)) transposed.resize(static_cast<size_t>(m * in));
-      transpose_scaled(w + c0 * in, m, in, row_scale ? row_scale + r0 + c0 : nullptr, transposed.data());
-      f(r0 + c0, m, static_cast<const float*>(transposed.data()));
-    }
-  });
+// acc[k] += Σ_o d[o]·scale[o]·panel[j_k, o] over the V·16 columns at d, for the dropped j_k:
+// the scaled dy block stays in registers across the dropped inputs.
+template <int V>
+inline void sampled_row_pass(const float* d, const float* scale, const int32_t* cols, int64_t count,
+                             const float* wt, int64_t width, float* acc) {
+  Lanes ds[V];
+#pragma GCC unroll 8
+  for (int v = 0; v < V; ++v)
+    ds[v] = scale ? load(d + v * kLanes) * load(scale + v * kLanes) : load(d + v * kLanes);
+  for (int64_t k = 0; k < count; ++k) {
+    const float* wr = wt + static_cast<int64_t>(cols[k]) * width;
+    Lanes a = ds[0] * load(wr);
+#pragma GCC unroll 8
+    for (int v = 1; v < V; ++v) a += ds[v] * load(wr + v * kLanes);
+    acc[k] += horizontal_sum(a);
+  }
+}
+
+void sampled_dy_times_w_panels(const float* dy, const float* col_scale, const DroppedSet& set,
+                               const FrozenMatrix& W, WeightTile& tile, std::vector<float>& panels,
+                               std::vector<float>& acc) {
+  const int64_t in = W.cols(), out = W.rows();
+  acc.assign(static_cast<size_t>(set.nnz()), 0.0f);
+  for_each_panel_tile(
+      W, tile, panels, [&](int64_t r0, int64_t rows, const float* tile_panels, int64_t block) {
+        for_each_panel_chunk(
+            set, tile_panels, rows, in, block, chunk_rows(sizeof(float)),
+            [&](int64_t t, int64_t ob, int64_t width, bool, int64_t k0, int64_t k1, const float* wt) {
+              const float* d = dy + t * out + r0 + ob;
+              const float* scale = col_scale ? col_scale + r0 + ob : nullptr;
+              const int32_t* cols = set.cols.data() + k0;
+              const int64_t count = k1 - k0;
+              float* a = acc.data() + k0;
+              int64_t o = 0;
+              for (; o + kPass <= width; o += kPass)
+                sampled_row_pass<8>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width, a);
+              for (; o + kLanes <= width; o += kLanes)
+                sampled_row_pass<1>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width, a);
+              for (; o < width; ++o) {
+                const float dso = scale ? d[o] * scale[o] : d[o];
+                for (int64_t k = 0; k < count; ++k) a[k] += dso * wt[cols[k] * width + o];
+              }
+            });
+      });
 }
 
 }  // namespace
@@ -123,83 +275,51 @@ void find_dropped(int64_t n, int64_t width, float p, uint64_t stream, int64_t ro
                set.cols.size());
 }
 
-void dropped_times_wt(const float* x, const DroppedSet& set, const FrozenMatrix& W, WeightTile& tile,
-                      std::vector<float>& transposed, float* c, int64_t ldc) {
-  const int64_t in = W.cols(), n = set.n;
-  BIDORA_CHECK(set.width == in, "dropped_times_wt: dropout set over {} columns, weight has {}", set.width,
-               in);
-  const int64_t block = column_block(in);
-  for_each_transposed_tile(W, tile, nullptr, transposed, [&](int64_t r0, int64_t rows, const float* wt) {
-#pragma omp parallel
-    for (int64_t ob = 0; ob < rows; ob += block) {
-      const int64_t width = std::min(block, rows - ob);
-#pragma omp for schedule(static)
-      for (int64_t t = 0; t < n; ++t) {
-        const float* xt = x + t * in;
-        float* ct = c + t * ldc + r0 + ob;
-        int64_t o = 0;
-        for (; o + kLanes * 4 <= width; o += kLanes * 4) {
-          // Four vector accumulators stay in registers across the row's dropped inputs.
-          Lanes a0{}, a1{}, a2{}, a3{};
-          for (int64_t k = set.offsets[t]; k < set.offsets[t + 1]; ++k) {
-            const float s = xt[set.cols[k]];
-            const float* wr = wt + set.cols[k] * rows + ob + o;
-            a0 += s * load(wr);
-            a1 += s * load(wr + kLanes);
-            a2 += s * load(wr + 2 * kLanes);
-            a3 += s * load(wr + 3 * kLanes);
-          }
-          store(ct + o, a0);
-          store(ct + o + kLanes, a1);
-          store(ct + o + 2 * kLanes, a2);
-          store(ct + o + 3 * kLanes, a3);
-        }
-        for (; o + kLanes <= width; o += kLanes) {
-          Lanes a{};
-          for (int64_t k = set.offsets[t]; k < set.offsets[t + 1]; ++k)
-            a += xt[set.cols[k]] * load(wt + set.cols[k] * rows + ob + o);
-          store(ct + o, a);
-        }
-        for (; o < width; ++o) {
-          float acc = 0.0f;
-          for (int64_t k = set.offsets[t]; k < set.offsets[t + 1]; ++k)
-            acc += xt[set.cols[k]] * wt[set.cols[k] * rows + ob + o];
-          ct[o] = acc;
-        }
+void dropout_apply_dropped(const float* x, const DroppedSet& set, float p, float* out) {
+  const int64_t n = set.n, w = set.width;
+  const float keep_scale = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xt = x + t * w;
+    float* ot = out + t * w;
+    for (int64_t j = 0; j < w; ++j) ot[j] = xt[j] * keep_scale;
+    for (int64_t k = set.offsets[t]; k < set.offsets[t + 1]; ++k) ot[set.cols[k]] = 0.0f;
+  }
+}
+
+void dropout_backward_add_dropped(const float* g, const float* sampled, const DroppedSet& set, float p,
+                                  float* acc) {
+  const int64_t n = set.n, w = set.width;
+  const float keep_scale = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n; ++t) {
+    const float* gt = g + t * w;
+    float* at = acc + t * w;
+    int64_t j = 0;
+    // The kept runs between dropped columns (ascending in the set) vectorise.
+    for (int64_t k = set.offsets[t]; k <= set.offsets[t + 1]; ++k) {
+      const int64_t end = k < set.offsets[t + 1] ? set.cols[k] : w;
+      for (; j < end; ++j) at[j] += gt[j] * keep_scale;
+      if (k < set.offsets[t + 1]) {
+        at[j] -= sampled[k] * keep_scale;
+        ++j;
       }
     }
-  });
+  }
+}
+
+void dropped_times_wt(const float* x, const DroppedSet& set, const FrozenMatrix& W, WeightTile& tile,
+                      PanelScratch& scratch, float* c, int64_t ldc) {
+  BIDORA_CHECK(set.width == W.cols(), "dropped_times_wt: dropout set over {} columns, weight has {}",
+               set.width, W.cols());
+  dropped_times_wt_panels(x, set, W, tile, scratch.panels, scratch.gathered, c, ldc);
 }
 
 void sampled_dy_times_w(const float* dy, const float* col_scale, const DroppedSet& set, const FrozenMatrix& W,
-                        WeightTile& tile, std::vector<float>& transposed, std::vector<float>& acc) {
-  const int64_t in = W.cols(), out = W.rows(), n = set.n;
-  BIDORA_CHECK(set.width == in, "sampled_dy_times_w: dropout set over {} columns, weight has {}", set.width,
-               in);
-  acc.assign(static_cast<size_t>(set.nnz()), 0.0f);
-  const int64_t block = column_block(in);
-  for_each_transposed_tile(W, tile, col_scale, transposed, [&](int64_t r0, int64_t rows, const float* wt) {
-#pragma omp parallel
-    for (int64_t ob = 0; ob < rows; ob += block) {
-      const int64_t width = std::min(block, rows - ob);
-#pragma omp for schedule(static)
-      for (int64_t t = 0; t < n; ++t) {
-        const float* d = dy + t * out + r0 + ob;
-        for (int64_t k = set.offsets[t]; k < set.offsets[t + 1]; ++k) {
-          const float* wr = wt + set.cols[k] * rows + ob;
-          Lanes a0{}, a1{};
-          int64_t o = 0;
-          for (; o + kLanes * 2 <= width; o += kLanes * 2) {
-            a0 += load(d + o) * load(wr + o);
-            a1 += load(d + o + kLanes) * load(wr + o + kLanes);
-          }
-          float s = horizontal_sum(a0 + a1);
-          for (; o < width; ++o) s += d[o] * wr[o];
-          acc[k] += s;
-        }
-      }
-    }
-  });
+                        WeightTile& tile, PanelScratch& scratch, std::vector<float>& acc) {
+  BIDORA_CHECK(set.width == W.cols(), "sampled_dy_times_w: dropout set over {} columns, weight has {}",
+               set.width, W.cols());
+  sampled_dy_times_w_panels(dy, col_scale, set, W, tile, scratch.panels, acc);
 }
 
 }  // namespace bidora

@@ -11,9 +11,10 @@
 // frozen GEMM takes dy ⊙ (1 + (g − 1)/(1 − p)) and the dropped positions, which must receive
 // the frozen path only, get the (g − 1) part back out, a product sampled at the dropped (t, j).
 //
-// Both kernels work on a transposed f32 tile of W ([in, rows]: the rows of W become contiguous
-// columns), processed in blocks of output columns small enough for the L2 cache, so each
-// dropped (t, j) costs one contiguous multiply-add over the block.
+// Both kernels work on W transposed into panels ([in, width] blocks of output columns, each
+// contiguous and small enough for the L2 cache), so each dropped (t, j) costs one contiguous
+// multiply-add over a panel row. Panels are float32 (bf16 panels, tried, were slower: widening
+// them costs more than the L2 bandwidth they save) and exact for every storage.
 #include <cstdint>
 #include <vector>
 
@@ -41,14 +42,30 @@ struct DroppedSet {
 // its mask: dropout_keep is the single definition). Reuses `set`'s buffers.
 void find_dropped(int64_t n, int64_t width, float p, uint64_t stream, int64_t row0, DroppedSet& set);
 
+// dropout_apply's output from the set instead of the random stream (bit-identical): out[n, width]
+// = x ⊙ keep / (1 − p). One pass of the counter-based generator per layer call is then enough for
+// DoRA, which needs the set anyway.
+void dropout_apply_dropped(const float* x, const DroppedSet& set, float p, float* out);
+// DoRA's backward through dropout, from the set: acc[t, j] += g[t, j] / (1 − p) at the kept
+// positions and acc[t, j] −= sampled[k] / (1 − p) at the k-th dropped one (the same operations,
+// in the same order per element, as dropout_backward_add after the dropped positions' update).
+void dropout_backward_add_dropped(const float* g, const float* sampled, const DroppedSet& set, float p,
+                                  float* acc);
+
+// Grow-only scratch: one tile of panels and the gathered dropped inputs.
+struct PanelScratch {
+  std::vector<float> panels;
+  std::vector<float> gathered;  // the dropped inputs' values, in the set's order
+};
+
 // c[n, W.rows()] (row stride ldc) = (x ⊙ drop) Wᵀ: Σ over the dropped j of row t of x[t, j]·W[o, j].
-// x is [n, W.cols()]. `transposed` is grow-only scratch for one transposed tile.
+// x is [n, W.cols()].
 void dropped_times_wt(const float* x, const DroppedSet& set, const FrozenMatrix& W, WeightTile& tile,
-                      std::vector<float>& transposed, float* c, int64_t ldc);
+                      PanelScratch& scratch, float* c, int64_t ldc);
 
 // acc[k] = Σ_o dy[t, o]·col_scale[o]·W[o, j] for each dropped entry k = (t, j) of `set`: the
 // product (dy ⊙ col_scale) W sampled at the dropped positions. dy is [n, W.rows()].
 void sampled_dy_times_w(const float* dy, const float* col_scale, const DroppedSet& set, const FrozenMatrix& W,
-                        WeightTile& tile, std::vector<float>& transposed, std::vector<float>& acc);
+                        WeightTile& tile, PanelScratch& scratch, std::vector<float>& acc);
 
 }  // namespace bidora

@@ -19,7 +19,9 @@ float* AdapterScratch::get(int slot, size_t floats) {
 namespace {
 
 // Scratch slots: each call of forward/backward uses them for one purpose at a time.
-enum Slot { kDroppedX = 0, kRowGrad = 1, kSmall = 2, kInputGrad = 3 };
+enum Slot { kDroppedX = 0, kRowGrad = 1, kSmall = 2, kInputGrad = 3, kLoraBlock = 4 };
+// Tokens per block of DoRA's forward combination (its [block, out] product stays in cache).
+constexpr int64_t kCombineTokens = 128;
 
 uint64_t init_stream(uint64_t seed, int64_t layer, LinearKind kind) {
   return mix_key(mix_key(mix_key(seed, 0x1A17'A5EEDull), static_cast<uint64_t>(layer)),
@@ -120,7 +122,13 @@ void LoraLayer::forward(const float* x, int64_t n, const FrozenMatrix& W, float*
   const float* xd = x;
   if (saved.dropped) {
     float* buf = scratch.get(kDroppedX, static_cast<size_t>(n * in_));
-    dropout_apply(x, n, in_, p_, dropout_stream(mode.dropout, layer_, kind_), mode.dropout.row0, buf);
+    const uint64_t stream = dropout_stream(mode.dropout, layer_, kind_);
+    if (dora_) {  // DoRA needs the dropped positions themselves: one pass of the generator for both
+      find_dropped(n, in_, p_, stream, mode.dropout.row0, scratch.dropped);
+      dropout_apply_dropped(x, scratch.dropped, p_, buf);
+    } else {
+      dropout_apply(x, n, in_, p_, stream, mode.dropout.row0, buf);
+    }
     xd = buf;
   }
   saved.u.resize(n * r_);
@@ -137,29 +145,44 @@ void LoraLayer::forward(const float* x, int64_t n, const FrozenMatrix& W, float*
   saved.z.resize(n * out_);
   float* z = saved.z.data();
   const float* g = saved.g.data();
-  const int64_t count = n * out_;
   if (saved.dropped) {
     // The (g − 1) term multiplies the DROPPED input's frozen output xd Wᵀ = (x Wᵀ − (x ⊙ drop) Wᵀ)
-    // / (1 − p): y holds x Wᵀ, and only the dropped inputs (fraction p) need a product.
-    find_dropped(n, in_, p_, dropout_stream(mode.dropout, layer_, kind_), mode.dropout.row0, scratch.dropped);
-    dropped_times_wt(x, scratch.dropped, W, tile, scratch.transposed, z, out_);
-    const float keep_scale = 1.0f / (1.0f - p_);
-#pragma omp parallel for schedule(static)
-    for (int64_t e = 0; e < count; ++e) {
-      z[e] = (y[e] - z[e]) * keep_scale;  // xd Wᵀ
-      y[e] -= z[e];
-    }
-  } else {
-    std::copy(y, y + count, z);  // without dropout xd Wᵀ is the base output itself
+    // / (1 − p): y holds x Wᵀ, and only the dropped inputs (fraction p) need a product (into z
+    // first). The set was found for xd above.
+    dropped_times_wt(x, scratch.dropped, W, tile, scratch.panels, z, out_);
   }
-  sgemm(false, true, n, out_, r_, scaling_, saved.u.data(), r_, B.data(), r_, 1.0f, z, out_);
-  // dropped: y = x Wᵀ − xd Wᵀ + g ⊙ z;  else: y = g ⊙ z (= base + (g − 1)·base + g·s·u Bᵀ).
+  // The adapter's term s·u Bᵀ and the element-wise combination, a block of tokens at a time: the
+  // block's product is still in cache for the one pass that combines it with y and z (instead of
+  // a GEMM accumulating into z and two more passes over [n, out]).
+  //   z = xd Wᵀ + s·u Bᵀ;  dropped: y = x Wᵀ − xd Wᵀ + g ⊙ z;  else (xd Wᵀ = x Wᵀ): y = g ⊙ z.
+  const int64_t block = std::min<int64_t>(kCombineTokens, n);
+  float* lora = scratch.get(kLoraBlock, static_cast<size_t>(block * out_));
+  const float keep_scale = 1.0f / (1.0f - p_);
+  for (int64_t t0 = 0; t0 < n; t0 += block) {
+    const int64_t rows = std::min(block, n - t0);
+    sgemm(false, true, rows, out_, r_, scaling_, saved.u.data() + t0 * r_, r_, B.data(), r_, 0.0f, lora,
+          out_);
 #pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < n; ++t)
-    for (int64_t i = 0; i < out_; ++i) {
-      const int64_t e = t * out_ + i;
-      y[e] = (saved.dropped ? y[e] : 0.0f) + g[i] * z[e];
+    for (int64_t t = 0; t < rows; ++t) {
+      float* yt = y + (t0 + t) * out_;
+      float* zt = z + (t0 + t) * out_;
+      const float* lt = lora + t * out_;
+      if (saved.dropped) {
+        for (int64_t i = 0; i < out_; ++i) {
+          const float xdw = (yt[i] - zt[i]) * keep_scale;
+          const float zi = xdw + lt[i];
+          zt[i] = zi;
+          yt[i] = (yt[i] - xdw) + g[i] * zi;
+        }
+      } else {
+        for (int64_t i = 0; i < out_; ++i) {
+          const float zi = yt[i] + lt[i];
+          zt[i] = zi;
+          yt[i] = g[i] * zi;
+        }
+      }
     }
+  }
 }
 
 void LoraLayer::backward(const float* x, const float* dy, int64_t n, const FrozenMatrix& W,
@@ -170,10 +193,16 @@ void LoraLayer::backward(const float* x, const float* dy, int64_t n, const Froze
                n, saved.n);
   const uint64_t stream = dropout_stream(saved.dropout, layer_, kind_);
   const int64_t row0 = saved.dropout.row0;
+  // DoRA with dropout: the dropped positions (the same key as the forward's, so the same mask)
+  // serve the dropped input, the sampled product and the dropout backward below.
+  if (saved.dropped && dora_) find_dropped(n, in_, p_, stream, row0, scratch.dropped);
   const float* xd = x;
   if (saved.dropped && wants.directions) {
     float* buf = scratch.get(kDroppedX, static_cast<size_t>(n * in_));
-    dropout_apply(x, n, in_, p_, stream, row0, buf);  // same key, so the same mask as the forward
+    if (dora_)
+      dropout_apply_dropped(x, scratch.dropped, p_, buf);
+    else
+      dropout_apply(x, n, in_, p_, stream, row0, buf);  // same key, so the same mask as the forward
     xd = buf;
   }
   // dz: the gradient reaching the LoRA product s·u Bᵀ (dy for LoRA, dy ⊙ g for DoRA).
@@ -181,25 +210,32 @@ void LoraLayer::backward(const float* x, const float* dy, int64_t n, const Froze
   if (dora_) {
     float* buf = scratch.get(kRowGrad, static_cast<size_t>(n * out_));
     const float* g = saved.g.data();
-#pragma omp parallel for schedule(static)
-    for (int64_t t = 0; t < n; ++t)
-      for (int64_t i = 0; i < out_; ++i) buf[t * out_ + i] = dy[t * out_ + i] * g[i];
     dz = buf;
-    if (wants.magnitude) {
-      // dm_i = Σ_t dy_ti z_ti / n_i (n detached), accumulated in double over the tokens.
+    if (!wants.magnitude) {
+#pragma omp parallel for schedule(static)
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t i = 0; i < out_; ++i) buf[t * out_ + i] = dy[t * out_ + i] * g[i];
+    } else {
+      // dm_i = Σ_t dy_ti z_ti / n_i (n detached), accumulated in double over the tokens, in the
+      // same pass that writes dz = dy ⊙ g (dy is read once). Blocks of kColumns outputs walk the
+      // tokens row by row (contiguous reads, unlike one column at a time); each output's sum
+      // still runs over t in order, whatever the threads.
       const float* z = saved.z.data();
-      // Blocks of kColumns outputs walk the tokens row by row (contiguous reads, unlike one
-      // column at a time); each output's sum still runs over t in order, whatever the threads.
       constexpr int64_t kColumns = 64;
 #pragma omp parallel for schedule(static)
       for (int64_t i0 = 0; i0 < out_; i0 += kColumns) {
         const int64_t width = std::min(kColumns, out_ - i0);
         double acc[kColumns] = {};
+        const float* gb = g + i0;
         for (int64_t t = 0; t < n; ++t) {
           const float* dyt = dy + t * out_ + i0;
           const float* zt = z + t * out_ + i0;
+          float* dzt = buf + t * out_ + i0;
 #pragma omp simd
-          for (int64_t c = 0; c < width; ++c) acc[c] += static_cast<double>(dyt[c]) * zt[c];
+          for (int64_t c = 0; c < width; ++c) {
+            acc[c] += static_cast<double>(dyt[c]) * zt[c];
+            dzt[c] = dyt[c] * gb[c];
+          }
         }
         for (int64_t c = 0; c < width; ++c)
           if (saved.norm[i0 + c] > 0.0f) dm[i0 + c] += static_cast<float>(acc[c] / saved.norm[i0 + c]);
@@ -242,14 +278,8 @@ void LoraLayer::backward(const float* x, const float* dy, int64_t n, const Froze
     for (int64_t i = 0; i < out_; ++i)
       dyc[t * out_ + i] = dy[t * out_ + i] * (1.0f + g_minus_1[i] * keep_scale);
   linear_backward_input(dyc, n, W, dx, 0.0f, tile);
-  find_dropped(n, in_, p_, stream, row0, scratch.dropped);
-  sampled_dy_times_w(dy, g_minus_1, scratch.dropped, W, tile, scratch.transposed, scratch.sampled);
-  const DroppedSet& d = scratch.dropped;
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < n; ++t)
-    for (int64_t k = d.offsets[t]; k < d.offsets[t + 1]; ++k)
-      dx[t * in_ + d.cols[k]] -= scratch.sampled[k] * keep_scale;
-  dropout_backward_add(gxd, n, in_, p_, stream, row0, dx);
+  sampled_dy_times_w(dy, g_minus_1, scratch.dropped, W, tile, scratch.panels, scratch.sampled);
+  dropout_backward_add_dropped(gxd, scratch.sampled.data(), scratch.dropped, p_, dx);
 }
 
 std::vector<float> LoraLayer::merged_weight(const FrozenMatrix& W, WeightTile& tile) const {

@@ -56,14 +56,14 @@ class AdapterScratch {
  public:
   float* get(int slot, size_t floats);
 
-  // DoRA with dropout (dropped_product.h): the dropped positions, a transposed weight tile and
+  // DoRA with dropout (dropped_product.h): the dropped positions, a tile of weight panels and
   // the sampled products at the dropped positions.
   DroppedSet dropped;
-  std::vector<float> transposed;
+  PanelScratch panels;
   std::vector<float> sampled;
 
  private:
-  std::vector<float> slots_[4];
+  std::vector<float> slots_[5];
 };
 
 // Which gradients backward accumulates. BiDoRA's finite-difference passes need dm (and dx) only.

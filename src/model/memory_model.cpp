@@ -156,11 +156,12 @@ MemoryEstimate estimate_training_memory(const ModelConfig& c, WeightStorage stor
   if (s.dropout > 0) layer += 2 * max_in;                     // dropped input, its gradient
   if (s.dora) layer += max_out;                               // dy ⊙ g
   e.layer = N * layer * A;
+  if (s.dora) e.layer += std::min<int64_t>(N, 128) * max_out * kF32;  // s·u Bᵀ, 128 tokens at a time
   if (s.dora && s.dropout > 0) {
-    // Dropped positions (int32 column + f32 product each, int64 offset per token) and one
-    // transposed block of W (at most 128 rows of the widest input).
+    // Dropped positions (int32 column + f32 product + f32 gathered input each, int64 offset
+    // per token) and one weight tile transposed into f32 panels (a whole matrix if smaller).
     const int64_t dropped = static_cast<int64_t>(s.dropout * static_cast<double>(N * max_in)) + 1;
-    e.layer += dropped * (4 + kF32) + (N + 1) * 8 + 128 * max_in * kF32;
+    e.layer += dropped * (4 + 2 * kF32) + (N + 1) * 8 + std::min(max_out * max_in, kWeightTileFloats) * kF32;
   }
 
   // Attention: K and V packed per row in tiles of 64 keys, and the backward's delta.

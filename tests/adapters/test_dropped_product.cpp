@@ -46,7 +46,7 @@ TEST_P(DroppedProduct, MatchesNaiveDouble) {
   ASSERT_EQ(set.nnz(), expected_nnz);
   EXPECT_GT(set.nnz(), n * in / 10);  // p = 0.2: about 63 of 315 positions
 
-  std::vector<float> transposed;
+  PanelScratch transposed;
   const int64_t ldc = out + 3;  // a row stride wider than out
   std::vector<float> c(static_cast<size_t>(n * ldc), -7.0f);
   dropped_times_wt(x.data(), set, W, tile, transposed, c.data(), ldc);
@@ -93,12 +93,41 @@ TEST(DroppedProduct, EmptyRowsAndNoDrops) {
   DroppedSet set;
   find_dropped(3, 8, 1e-30f, 42, 0, set);
   EXPECT_EQ(set.nnz(), 0);
-  std::vector<float> x = test::random_vec(3 * 8, 2), c(3 * 5, 1.0f), transposed, sampled;
+  std::vector<float> x = test::random_vec(3 * 8, 2), c(3 * 5, 1.0f), sampled;
+  PanelScratch transposed;
   dropped_times_wt(x.data(), set, W, tile, transposed, c.data(), 5);
   for (float v : c) EXPECT_EQ(v, 0.0f);
   std::vector<float> dy = test::random_vec(3 * 5, 3);
   sampled_dy_times_w(dy.data(), nullptr, set, W, tile, transposed, sampled);
   EXPECT_TRUE(sampled.empty());
+}
+
+TEST(DroppedProduct, DropoutFromTheSetEqualsTheGeneratorBitForBit) {
+  // DoRA derives the dropped input and dropout's backward from the set instead of drawing the mask
+  // again: the results must be the very same floats as dropout_apply / dropout_backward_add.
+  const int64_t n = 9, w = 67, row0 = 5;
+  const float p = 0.3f;
+  const uint64_t stream = dropout_stream({.seed = 7, .step = 2, .row0 = row0}, 3, LinearKind::Down);
+  DroppedSet set;
+  find_dropped(n, w, p, stream, row0, set);
+  ASSERT_GT(set.nnz(), n * w / 5);
+  const std::vector<float> x = test::random_vec(n * w, 31), g = test::random_vec(n * w, 32),
+                           sampled = test::random_vec(set.nnz(), 33), start = test::random_vec(n * w, 34);
+
+  std::vector<float> expected(n * w), got(n * w, 9.0f);
+  dropout_apply(x.data(), n, w, p, stream, row0, expected.data());
+  dropout_apply_dropped(x.data(), set, p, got.data());
+  EXPECT_EQ(got, expected);
+
+  // The dropped positions first take −sampled/(1 − p), then the kept ones g/(1 − p).
+  std::vector<float> acc_expected = start, acc_got = start;
+  const float keep_scale = 1.0f / (1.0f - p);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t k = set.offsets[t]; k < set.offsets[t + 1]; ++k)
+      acc_expected[t * w + set.cols[k]] -= sampled[k] * keep_scale;
+  dropout_backward_add(g.data(), n, w, p, stream, row0, acc_expected.data());
+  dropout_backward_add_dropped(g.data(), sampled.data(), set, p, acc_got.data());
+  EXPECT_EQ(acc_got, acc_expected);
 }
 
 }  // namespace

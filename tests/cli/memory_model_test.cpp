@@ -209,16 +209,17 @@ TEST(MemoryModel, PartsOfATinyModelByHand) {
   EXPECT_EQ(n.activations, 2 * 4 * 8 * 4 + 2 * 4 * (100 + 4) * 4);
   EXPECT_EQ(n.layer, e.layer - 4 * 4 * 4);
 
-  // DoRA also keeps z [N, out] per adapted Linear (q 8, v 4), its row-scaled gradient [N, max
-  // out 8], and with dropout the dropped positions: int(0.05 * 4 * 8) + 1 = 2 entries of 8 B,
-  // N + 1 offsets of 8 B and a transposed block of 128 x 8 floats.
+  // DoRA also keeps z [N, out] per adapted Linear (q 8, v 4), its row-scaled gradient and the
+  // forward's s·u Bᵀ block (both [N, max out 8]), and with dropout the dropped positions:
+  // int(0.05 * 4 * 8) + 1 = 2 entries of 12 B, N + 1 offsets of 8 B and the panels of the
+  // largest matrix, 8 x 8 floats.
   s.dora = true;
   const MemoryEstimate d = estimate_training_memory(c, WeightStorage::F32, s);
   EXPECT_EQ(d.activations, 2 * 4 * 8 * 4 + 2 * 4 * (100 + 4 + 12) * 4);
-  EXPECT_EQ(d.layer, n.layer + 4 * 8 * 4 + 2 * 8 + 5 * 8 + 128 * 8 * 4);
+  EXPECT_EQ(d.layer, n.layer + 2 * 4 * 8 * 4 + 2 * 12 + 5 * 8 + 8 * 8 * 4);
   EXPECT_EQ(d.adapter, (112 + 24) * 8 + 24 * 8);
   s.dropout = 0;  // no dropped copies at all
-  EXPECT_EQ(estimate_training_memory(c, WeightStorage::F32, s).layer, n.layer + 4 * 8 * 4 - 4 * 16 * 4);
+  EXPECT_EQ(estimate_training_memory(c, WeightStorage::F32, s).layer, n.layer + 2 * 4 * 8 * 4 - 4 * 16 * 4);
 }
 
 TEST(MemoryModel, AttentionIsLinearInTheSequenceLength) {
