@@ -12,6 +12,7 @@
 #include "config/train_config.h"
 #include "core/error.h"
 #include "core/files.h"
+#include "core/utf8.h"
 
 namespace bidora {
 namespace {
@@ -160,6 +161,12 @@ std::string yaml_scalar(const FieldValue& v, FieldType type) {
 
 void apply_yaml(TrainConfig& cfg, const std::string& text, const std::string& source,
                 ConfigOrigins* origins) {
+  // YAML text is Unicode; yaml-cpp passes invalid UTF-8 through into string fields, which then
+  // neither print back as the same YAML nor serialise as JSON (bidora config --json).
+  if (auto bad = find_invalid_utf8(text)) {
+    const size_t line = 1 + static_cast<size_t>(std::count(text.begin(), text.begin() + *bad, '\n'));
+    fail("{}:{}: not valid UTF-8 (byte offset {}); YAML files must be UTF-8 text", source, line, *bad);
+  }
   YAML::Node root;
   try {
     root = YAML::Load(text);

@@ -142,7 +142,8 @@ CpuFeatures detect_cpu_features(std::string& vendor, std::string& brand) {
     xcr0 = (static_cast<uint64_t>(hi) << 32) | lo;
   }
 
-  if (__get_cpuid_max(0x80000000u, nullptr) >= 0x80000004u) {
+  // The cast: GCC's cpuid.h returns unsigned, clang's int.
+  if (static_cast<unsigned>(__get_cpuid_max(0x80000000u, nullptr)) >= 0x80000004u) {
     unsigned regs[12];
     for (unsigned i = 0; i < 3; ++i)
       __cpuid(0x80000002u + i, regs[4 * i], regs[4 * i + 1], regs[4 * i + 2], regs[4 * i + 3]);

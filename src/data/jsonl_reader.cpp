@@ -54,6 +54,11 @@ std::optional<Record> JsonlReader::next() {
         value = nlohmann::json::parse(text);
       } catch (const nlohmann::json::parse_error& e) {
         fail("{}: malformed JSON at {}", where, parse_error_reason(e));
+      } catch (const nlohmann::json::exception& e) {
+        // A number too large for a double (1e400) is out_of_range.406, not a parse_error.
+        const std::string what = e.what();
+        const size_t close = what.find("] ");
+        fail("{}: malformed JSON: {}", where, close == std::string::npos ? what : what.substr(close + 2));
       }
       Record r = parse_record(value, where);
       r.line = line_;

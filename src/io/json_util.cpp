@@ -1,5 +1,8 @@
 #include "io/json_util.h"
 
+#include <cmath>
+#include <cstdint>
+
 #include "core/files.h"
 
 namespace bidora::json_util {
@@ -11,6 +14,9 @@ json parse(const std::string& text, const std::string& source) {
     return json::parse(text);
   } catch (const json::parse_error& e) {
     fail("{}: invalid JSON at byte {}: {}", source, e.byte, e.what());
+  } catch (const json::exception& e) {
+    // Not only syntax: a number too large for a double (1e400) is out_of_range.406.
+    fail("{}: invalid JSON: {}", source, e.what());
   }
 }
 
@@ -33,10 +39,16 @@ const json* find_opt(const json& obj, const char* key, const std::string& source
   return &*it;
 }
 int64_t as_int(const json& v, const char* key, const std::string& source) {
+  // An unsigned value past INT64_MAX would wrap to a negative number.
+  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+    fail("{}: field \"{}\" is out of the 64-bit integer range: {}", source, key, v.dump());
   if (v.is_number_integer()) return v.get<int64_t>();
   if (v.is_number_float()) {
-    double d = v.get<double>();
-    if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
+    // 4.0 is accepted as 4. The range check comes first: converting a double outside int64's range
+    // (1e300) is undefined behaviour. 2^63 is exact as a double and the first value outside.
+    const double d = v.get<double>();
+    constexpr double kTwo63 = 9223372036854775808.0;
+    if (d >= -kTwo63 && d < kTwo63 && d == std::trunc(d)) return static_cast<int64_t>(d);
   }
   fail("{}: field \"{}\" must be an integer, got {}", source, key, v.dump());
 }

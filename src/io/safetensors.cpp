@@ -91,16 +91,28 @@ std::string TensorView::shape_str() const {
   return fmt::format("[{}]", fmt::join(shape, ", "));
 }
 
-SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
-  const size_t size = file_.size();
+SafetensorsFile::SafetensorsFile(const std::string& path) : source_(path), file_(path) {
+  parse(file_.data(), file_.size());
+}
+
+SafetensorsFile SafetensorsFile::from_bytes(std::string bytes, const std::string& source) {
+  SafetensorsFile f;
+  f.source_ = source;
+  f.bytes_ = std::make_unique<const std::string>(std::move(bytes));
+  f.parse(reinterpret_cast<const uint8_t*>(f.bytes_->data()), f.bytes_->size());
+  return f;
+}
+
+void SafetensorsFile::parse(const uint8_t* data, size_t size) {
+  const std::string& path = source_;
   if (size < 8)
     fail("{}: not a safetensors file: {} bytes, need at least the 8-byte header length", path, size);
-  const uint64_t n = read_u64_le(file_.data());
+  const uint64_t n = read_u64_le(data);
   if (n > kMaxHeaderBytes)
     fail("{}: header length {} exceeds the limit of {} bytes", path, n, kMaxHeaderBytes);
   if (n > size - 8) fail("{}: truncated: header length {} but only {} bytes follow", path, n, size - 8);
-  const char* hdr = reinterpret_cast<const char*>(file_.data() + 8);
-  const uint8_t* buffer = file_.data() + 8 + n;
+  const char* hdr = reinterpret_cast<const char*>(data + 8);
+  const uint8_t* buffer = data + 8 + n;
   const uint64_t buffer_size = size - 8 - n;
 
   // Duplicate keys are an error in the reference reader; nlohmann silently keeps the last, so
@@ -204,7 +216,9 @@ void tensor_to_f32(const TensorView& t, float* out, const std::string& source) {
   const size_t n = static_cast<size_t>(t.numel());
   switch (t.dtype) {
     case DType::F32:
-      std::memcpy(out, t.data, n * 4);
+      // An empty tensor may come with out == nullptr (an empty vector's data()): memcpy must not
+      // see it even for 0 bytes.
+      if (n > 0) std::memcpy(out, t.data, n * 4);
       return;
     case DType::BF16:
     case DType::F16: {

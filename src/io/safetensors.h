@@ -27,7 +27,10 @@ class SafetensorsFile {
  public:
   // Maps the file and validates the whole header; throws Error naming the file (and tensor).
   explicit SafetensorsFile(const std::string& path);
-  const std::string& path() const { return file_.path(); }
+  // The same over bytes in memory (fuzzing: out-of-bounds reads of a heap buffer are caught by
+  // ASan, those past a mapping are not); `source` names them in error messages.
+  static SafetensorsFile from_bytes(std::string bytes, const std::string& source);
+  const std::string& path() const { return source_; }
   const std::vector<TensorView>& tensors() const { return tensors_; }  // in data-offset order
   const TensorView* find(const std::string& name) const;               // nullptr when absent
   // Like find, but a missing tensor, or one whose dtype/shape differ from the expectation, is an
@@ -36,7 +39,12 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
  private:
+  SafetensorsFile() = default;
+  void parse(const uint8_t* data, size_t size);
+
+  std::string source_;
   MappedFile file_;
+  std::unique_ptr<const std::string> bytes_;  // from_bytes
   std::vector<TensorView> tensors_;
   std::map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;

@@ -7,11 +7,11 @@
 #include <string>
 #include <string_view>
 
+#include "core/utf8.h"
+
 namespace bidora::tok {
 
-// Byte offset of the first invalid UTF-8 sequence (overlong forms, surrogates, > U+10FFFF and
-// truncated sequences are invalid), or nullopt when `s` is valid.
-std::optional<size_t> find_invalid_utf8(std::string_view s);
+using bidora::find_invalid_utf8;  // core/utf8.h
 
 // Decodes the code point starting at s[i] (valid UTF-8 assumed) and advances i past it.
 inline char32_t next_cp(std::string_view s, size_t& i) {

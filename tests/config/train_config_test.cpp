@@ -208,6 +208,25 @@ TEST(TrainConfigYaml, UnknownFieldInWrongSectionPointsToTheRightOne) {
               HasSubstr("unknown section 'epochs' (did you mean 'training.epochs'?)"));
 }
 
+// Fuzzing regression: invalid UTF-8 in a string field was accepted, then neither printed back as
+// the same YAML (to_yaml) nor serialised as JSON (nlohmann type_error 316 in to_json().dump()).
+TEST(TrainConfigYaml, InvalidUtf8IsRefusedWithFileLineAndOffset) {
+  TrainConfig c;
+  EXPECT_THAT(error_of([&] { apply_yaml(c, "data:\n  train_file: \xff\xfe.jsonl\n", "u.yaml"); }),
+              HasSubstr("u.yaml:2: not valid UTF-8 (byte offset 20)"));
+  EXPECT_THAT(error_of([&] { apply_yaml(c, "output:\n  dir: \xed\xa0\x80\n", "u.yaml"); }),  // a surrogate
+              HasSubstr("not valid UTF-8"));
+  EXPECT_THAT(error_of([&] { apply_yaml(c, "output:\n  dir: x\xe2\x82", "u.yaml"); }),  // truncated
+              HasSubstr("not valid UTF-8"));
+  EXPECT_EQ(c, TrainConfig{});
+  apply_yaml(c, "output:\n  dir: \"caf\xc3\xa9 \xf0\x9f\x98\x80\"\n", "u.yaml");
+  EXPECT_EQ(c.output.dir, "caf\xc3\xa9 \xf0\x9f\x98\x80");
+  TrainConfig back;
+  apply_yaml(back, to_yaml(c), "back.yaml");
+  EXPECT_EQ(back, c);
+  EXPECT_NO_THROW((void)to_json(c).dump());
+}
+
 TEST(TrainConfigYaml, WrongTypesNameFileLineFieldAndExpectedType) {
   struct Case {
     std::string yaml, expected;

@@ -77,6 +77,16 @@ TEST(JsonlReader, InvalidUtf8AndLoneSurrogatesAreRejected) {
   EXPECT_EQ(read_all(r).at(0).text, "\xF0\x9F\x98\x80");
 }
 
+// Fuzzing regression: nlohmann throws out_of_range (not parse_error) for a number too large for a
+// double, which escaped the reader as a non-bidora exception.
+TEST(JsonlReader, NumberOverflowIsALineError) {
+  const std::string path = write_jsonl("big.jsonl", "{\"text\": \"ok\"}\n{\"text\": 1e400}\n");
+  EXPECT_THAT(stop_error(path), HasSubstr(path + ":2: malformed JSON: number overflow"));
+  JsonlReader r(path, BadLinePolicy::Skip);
+  EXPECT_EQ(read_all(r).size(), 1u);
+  EXPECT_EQ(r.skipped().count, 1);
+}
+
 TEST(JsonlReader, RecordErrorsCarryTheLine) {
   const std::string path = write_jsonl("r.jsonl", "{\"text\": \"ok\"}\n\n{\"text\": 3}\n");
   EXPECT_THAT(stop_error(path), HasSubstr(path + ":3: field \"text\" must be a string, got number 3"));

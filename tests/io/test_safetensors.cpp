@@ -150,6 +150,39 @@ TEST(Safetensors, ConversionRejectsNonFloat) {
   EXPECT_THROW(tensor_to_f32(f.get("ids"), out, f.path()), Error);
 }
 
+// Fuzzing regression: an empty F32 tensor converted into an empty vector passed nullptr to
+// memcpy (UBSan: null pointer passed as argument 1, safetensors.cpp tensor_to_f32).
+TEST(Safetensors, EmptyTensorConvertsWithoutTouchingOutput) {
+  SafetensorsWriter w;
+  w.add("empty", DType::F32, {0, 4}, {});
+  w.add("half", DType::BF16, {0}, {});
+  auto f = SafetensorsFile::from_bytes(w.serialize(), "mem.safetensors");
+  std::vector<float> out;
+  tensor_to_f32(f.get("empty"), out.data(), f.path());
+  tensor_to_f32(f.get("half"), out.data(), f.path());
+  EXPECT_TRUE(out.empty());
+}
+
+// The in-memory reader (fuzzing) parses exactly as the file reader and names its source.
+TEST(Safetensors, FromBytesMatchesTheFileReader) {
+  const std::string dir = test::make_temp_dir("st-bytes");
+  SafetensorsWriter w;
+  const std::vector<float> v{1.5f, -2.0f, 3.25f};
+  w.add_f32("x", {3}, v);
+  w.write(dir + "/x.safetensors");
+  auto m = SafetensorsFile::from_bytes(read_file(dir + "/x.safetensors"), "mem.safetensors");
+  EXPECT_EQ(m.path(), "mem.safetensors");
+  std::vector<float> out(3);
+  tensor_to_f32(m.get("x"), out.data(), m.path());
+  EXPECT_EQ(out, v);
+  try {
+    SafetensorsFile::from_bytes(std::string(7, '\0'), "short.safetensors");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("short.safetensors: not a safetensors file"), std::string::npos);
+  }
+}
+
 TEST(AtomicWrite, ReplacesWholeFileAndLeavesNoTemp) {
   const std::string dir = test::make_temp_dir("atomic");
   write_file_atomic(dir + "/f", "first");
