@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "config/config_fields.h"
@@ -72,6 +73,20 @@ std::string unknown_field_message(const std::string& parent, const std::string& 
   return msg + fmt::format(" (fields of '{}': {})", parent, fmt::join(local, ", "));
 }
 
+// A scalar's text, or nullopt with `why` set when it is not UTF-8. The file was checked before
+// parsing, but yaml-cpp decodes the double-quoted escapes \_ (U+00A0) and \N (U+0085) to single
+// Latin-1 bytes instead of UTF-8.
+std::optional<std::string> utf8_scalar(const YAML::Node& n, std::string& why) {
+  const std::string& text = n.Scalar();
+  if (find_invalid_utf8(text)) {
+    why =
+        "the value is not valid UTF-8 after YAML unescaping (the escapes \\_ and \\N are not "
+        "supported: write the character itself)";
+    return std::nullopt;
+  }
+  return text;
+}
+
 struct YamlLoader {
   const std::string& source;
   TrainConfig& cfg;
@@ -121,7 +136,7 @@ struct YamlLoader {
         if (f->type == FieldType::List) value = FieldValue{std::vector<std::string>()};
         if (!value) why = fmt::format("expected {}, got an empty value", config::expected_type(*f));
       } else if (v.IsScalar()) {
-        value = config::parse_value(*f, v.Scalar(), why);
+        if (auto text = utf8_scalar(v, why)) value = config::parse_value(*f, *text, why);
       } else if (v.IsSequence() && f->type == FieldType::List) {
         std::vector<std::string> items;
         for (const auto& item : v) {
@@ -129,7 +144,9 @@ struct YamlLoader {
             why = fmt::format("expected {}, got a nested {}", config::expected_type(*f), node_kind(item));
             break;
           }
-          items.push_back(item.Scalar());
+          auto text = utf8_scalar(item, why);
+          if (!text) break;
+          items.push_back(std::move(*text));
         }
         if (why.empty()) value = config::parse_list(*f, items, why);
       } else {

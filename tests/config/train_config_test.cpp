@@ -227,6 +227,21 @@ TEST(TrainConfigYaml, InvalidUtf8IsRefusedWithFileLineAndOffset) {
   EXPECT_NO_THROW((void)to_json(c).dump());
 }
 
+// Fuzzing regression: yaml-cpp decodes "\_" (U+00A0) and "\N" (U+0085) to single Latin-1 bytes, so
+// valid UTF-8 text still gave a string field invalid UTF-8 (to_json().dump() threw type_error 316).
+TEST(TrainConfigYaml, EscapesThatYamlCppDecodesToLatin1AreRefused) {
+  TrainConfig c;
+  EXPECT_THAT(error_of([&] { apply_yaml(c, "data:\n  train_file: \"a\\_b\"\n", "e.yaml"); }),
+              HasSubstr("e.yaml:2: data.train_file: the value is not valid UTF-8 after YAML unescaping"));
+  EXPECT_THAT(error_of([&] { apply_yaml(c, "adapter:\n  target_modules: [q_proj, \"v\\N\"]\n", "e.yaml"); }),
+              HasSubstr("e.yaml:2: adapter.targets: the value is not valid UTF-8"));
+  EXPECT_EQ(c, TrainConfig{});
+  // The escapes yaml-cpp does encode as UTF-8 still work.
+  apply_yaml(c, "data:\n  train_file: \"a\\xa0b\\u00e9\\L\"\n", "e.yaml");
+  EXPECT_EQ(c.data.train_file, "a\xc2\xa0" "b\xc3\xa9\xe2\x80\xa8");
+  EXPECT_NO_THROW((void)to_json(c).dump());
+}
+
 TEST(TrainConfigYaml, WrongTypesNameFileLineFieldAndExpectedType) {
   struct Case {
     std::string yaml, expected;
