@@ -30,7 +30,7 @@ struct AdapterConfig {
   void validate(const std::string& source = "adapter config") const;
 };
 
-const char* method_name(LoraVariant m);                                // "lora", "dora"
+const char* method_name(LoraVariant m);                                  // "lora", "dora"
 std::optional<LinearKind> linear_kind_from_name(std::string_view name);  // "q_proj" -> Q
 
 }  // namespace bidora

@@ -29,6 +29,10 @@ class AdapterRuntime final : public LinearAdapters {
 
   bool adapted(int64_t layer, LinearKind kind) const override { return set_.find(layer, kind) != nullptr; }
   void set_state_per_layer(bool per_layer) override { per_layer_ = per_layer; }
+  bool backward_needs_output(int64_t layer, LinearKind kind) const override {
+    const LoraLayer* l = set_.find(layer, kind);
+    return l && l->dora();
+  }
   void forward(int64_t layer, LinearKind kind, const FrozenMatrix& W, const float* x, int64_t n,
                float* y) override;
   void backward(int64_t layer, LinearKind kind, const FrozenMatrix& W, const float* x, const float* dy,

@@ -1,6 +1,6 @@
 #pragma once
 // Inverted dropout on the LoRA branch input with a reproducible, counter-based mask.
-// Element (t, j) of a call is kept iff counter_uniform(stream, (row0 + t) * cols + j) >= p, where
+// Element (t, j) of a call is kept iff splitmix_uniform(stream, (row0 + t) * cols + j) >= p, where
 // the stream is keyed by (seed, step, layer, module). Recomputing the mask for the backward pass
 // or a gradient-checkpointing replay therefore needs only the key, never a stored mask.
 #include <cstdint>
@@ -19,7 +19,7 @@ struct DropoutKey {
 uint64_t dropout_stream(const DropoutKey& key, int64_t layer, LinearKind kind);
 // Inline: the mask is evaluated per element in every dropout pass, and inlined the loops vectorise.
 inline bool dropout_keep(uint64_t stream, int64_t row0, int64_t t, int64_t j, int64_t cols, float p) {
-  return counter_uniform(stream, static_cast<uint64_t>((row0 + t) * cols + j)) >= p;
+  return splitmix_uniform(stream, static_cast<uint64_t>((row0 + t) * cols + j)) >= p;
 }
 
 // out[n, cols] = x ⊙ mask / (1 − p). out may alias x.

@@ -238,8 +238,14 @@ void sampled_dy_times_w_panels(const float* dy, const float* col_scale, const Dr
 }  // namespace
 
 void find_dropped(int64_t n, int64_t width, float p, uint64_t stream, int64_t row0, DroppedSet& set) {
+  if (set.valid && set.n == n && set.width == width && set.p == p && set.stream == stream && set.row0 == row0)
+    return;
+  set.valid = false;  // until the lists below are complete
   set.n = n;
   set.width = width;
+  set.p = p;
+  set.stream = stream;
+  set.row0 = row0;
   set.offsets.assign(static_cast<size_t>(n + 1), 0);
   const int max_threads = omp_get_max_threads();
   if (set.per_thread.size() < static_cast<size_t>(max_threads)) set.per_thread.resize(max_threads);
@@ -273,6 +279,7 @@ void find_dropped(int64_t n, int64_t width, float p, uint64_t stream, int64_t ro
   }
   BIDORA_CHECK(at == set.cols.size(), "find_dropped: {} dropped positions listed, {} counted", at,
                set.cols.size());
+  set.valid = true;
 }
 
 void dropout_apply_dropped(const float* x, const DroppedSet& set, float p, float* out) {

@@ -27,6 +27,12 @@ namespace bidora {
 // cols[offsets[t] .. offsets[t + 1]), ascending.
 struct DroppedSet {
   int64_t n = 0, width = 0;
+  // The mask's key (find_dropped's arguments): a set is a pure function of it, so a call with the
+  // same key keeps the set instead of evaluating the generator again.
+  bool valid = false;
+  float p = 0.0f;
+  uint64_t stream = 0;
+  int64_t row0 = 0;
   std::vector<int64_t> offsets;  // [n + 1]
   std::vector<int32_t> cols;     // [nnz]
   // Per-thread working lists of find_dropped (kept so a step does not allocate).
@@ -39,7 +45,9 @@ struct DroppedSet {
 };
 
 // The positions dropout_apply(…, p, stream, row0, …) zeroes in an [n, width] input (exactly
-// its mask: dropout_keep is the single definition). Reuses `set`'s buffers.
+// its mask: dropout_keep is the single definition). Reuses `set`'s buffers; returns at once when
+// `set` already holds this key (DoRA's backward right after the checkpoint replay of the same
+// linear, or BiDoRA's finite-difference passes over the same masks).
 void find_dropped(int64_t n, int64_t width, float p, uint64_t stream, int64_t row0, DroppedSet& set);
 
 // dropout_apply's output from the set instead of the random stream (bit-identical): out[n, width]

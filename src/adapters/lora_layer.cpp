@@ -124,8 +124,8 @@ void LoraLayer::forward(const float* x, int64_t n, const FrozenMatrix& W, float*
     float* buf = scratch.get(kDroppedX, static_cast<size_t>(n * in_));
     const uint64_t stream = dropout_stream(mode.dropout, layer_, kind_);
     if (dora_) {  // DoRA needs the dropped positions themselves: one pass of the generator for both
-      find_dropped(n, in_, p_, stream, mode.dropout.row0, scratch.dropped);
-      dropout_apply_dropped(x, scratch.dropped, p_, buf);
+      find_dropped(n, in_, p_, stream, mode.dropout.row0, scratch.dropped(kind_));
+      dropout_apply_dropped(x, scratch.dropped(kind_), p_, buf);
     } else {
       dropout_apply(x, n, in_, p_, stream, mode.dropout.row0, buf);
     }
@@ -134,9 +134,11 @@ void LoraLayer::forward(const float* x, int64_t n, const FrozenMatrix& W, float*
   saved.u.resize(n * r_);
   sgemm(false, true, n, r_, in_, 1.0f, xd, in_, A.data(), in_, 0.0f, saved.u.data(), r_);
   if (!dora_) {
-    sgemm(false, true, n, out_, r_, scaling_, saved.u.data(), r_, B.data(), r_, 1.0f, y, out_);
+    if (y) sgemm(false, true, n, out_, r_, scaling_, saved.u.data(), r_, B.data(), r_, 1.0f, y, out_);
     return;
   }
+  BIDORA_CHECK(y, "DoRA layer {} {}: the forward needs the frozen output x Wᵀ (its backward reads it)",
+               layer_, linear_name(kind_));
   saved.norm.resize(out_);
   saved.g.resize(out_);
   weight_norm(W, saved.norm.data(), scratch, tile);
@@ -149,7 +151,7 @@ void LoraLayer::forward(const float* x, int64_t n, const FrozenMatrix& W, float*
     // The (g − 1) term multiplies the DROPPED input's frozen output xd Wᵀ = (x Wᵀ − (x ⊙ drop) Wᵀ)
     // / (1 − p): y holds x Wᵀ, and only the dropped inputs (fraction p) need a product (into z
     // first). The set was found for xd above.
-    dropped_times_wt(x, scratch.dropped, W, tile, scratch.panels, z, out_);
+    dropped_times_wt(x, scratch.dropped(kind_), W, tile, scratch.panels, z, out_);
   }
   // The adapter's term s·u Bᵀ and the element-wise combination, a block of tokens at a time: the
   // block's product is still in cache for the one pass that combines it with y and z (instead of
@@ -195,12 +197,12 @@ void LoraLayer::backward(const float* x, const float* dy, int64_t n, const Froze
   const int64_t row0 = saved.dropout.row0;
   // DoRA with dropout: the dropped positions (the same key as the forward's, so the same mask)
   // serve the dropped input, the sampled product and the dropout backward below.
-  if (saved.dropped && dora_) find_dropped(n, in_, p_, stream, row0, scratch.dropped);
+  if (saved.dropped && dora_) find_dropped(n, in_, p_, stream, row0, scratch.dropped(kind_));
   const float* xd = x;
   if (saved.dropped && wants.directions) {
     float* buf = scratch.get(kDroppedX, static_cast<size_t>(n * in_));
     if (dora_)
-      dropout_apply_dropped(x, scratch.dropped, p_, buf);
+      dropout_apply_dropped(x, scratch.dropped(kind_), p_, buf);
     else
       dropout_apply(x, n, in_, p_, stream, row0, buf);  // same key, so the same mask as the forward
     xd = buf;
@@ -278,8 +280,8 @@ void LoraLayer::backward(const float* x, const float* dy, int64_t n, const Froze
     for (int64_t i = 0; i < out_; ++i)
       dyc[t * out_ + i] = dy[t * out_ + i] * (1.0f + g_minus_1[i] * keep_scale);
   linear_backward_input(dyc, n, W, dx, 0.0f, tile);
-  sampled_dy_times_w(dy, g_minus_1, scratch.dropped, W, tile, scratch.panels, scratch.sampled);
-  dropout_backward_add_dropped(gxd, scratch.sampled.data(), scratch.dropped, p_, dx);
+  sampled_dy_times_w(dy, g_minus_1, scratch.dropped(kind_), W, tile, scratch.panels, scratch.sampled);
+  dropout_backward_add_dropped(gxd, scratch.sampled.data(), scratch.dropped(kind_), p_, dx);
 }
 
 std::vector<float> LoraLayer::merged_weight(const FrozenMatrix& W, WeightTile& tile) const {

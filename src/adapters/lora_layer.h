@@ -56,14 +56,17 @@ class AdapterScratch {
  public:
   float* get(int slot, size_t floats);
 
-  // DoRA with dropout (dropped_product.h): the dropped positions, a tile of weight panels and
-  // the sampled products at the dropped positions.
-  DroppedSet dropped;
+  // DoRA with dropout (dropped_product.h): the dropped positions, one set per Linear kind (a
+  // layer's backward then finds the set of its checkpoint replay, whose forwards of the other
+  // kinds came in between), a tile of weight panels and the sampled products at the dropped
+  // positions.
+  DroppedSet& dropped(LinearKind kind) { return dropped_[static_cast<int>(kind)]; }
   PanelScratch panels;
   std::vector<float> sampled;
 
  private:
   std::vector<float> slots_[5];
+  DroppedSet dropped_[kNumLinearKinds];
 };
 
 // Which gradients backward accumulates. BiDoRA's finite-difference passes need dm (and dx) only.
@@ -89,7 +92,8 @@ class LoraLayer {
   float dropout() const { return p_; }
   bool dora() const { return dora_; }
 
-  // y [n, out]: on entry x Wᵀ (no bias), on exit the adapted output (no bias).
+  // y [n, out]: on entry x Wᵀ (no bias), on exit the adapted output (no bias). LoRA also takes
+  // y == nullptr: only `saved` is filled (a checkpoint replay whose output is not needed).
   void forward(const float* x, int64_t n, const FrozenMatrix& W, float* y, const AdapterMode& mode,
                LoraSaved& saved, AdapterScratch& scratch, WeightTile& tile) const;
   // dy [n, out] → dx [n, in] (overwritten; nullptr to skip) and accumulated dA, dB, dm.

@@ -24,6 +24,7 @@ class InferenceAdapters final : public LinearAdapters {
 
   bool adapted(int64_t layer, LinearKind kind) const override { return set_.find(layer, kind) != nullptr; }
   void set_state_per_layer(bool) override {}
+  bool backward_needs_output(int64_t, LinearKind) const override { return true; }  // no backward at all
   void forward(int64_t layer, LinearKind kind, const FrozenMatrix& W, const float* x, int64_t n,
                float* y) override;
   // Throws: generation never differentiates.

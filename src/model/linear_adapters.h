@@ -28,6 +28,11 @@ class LinearAdapters {
   // reproduces it (dropout masks included).
   virtual void forward(int64_t layer, LinearKind kind, const FrozenMatrix& W, const float* x, int64_t n,
                        float* y) = 0;
+  // Whether the backward of (layer, kind) needs the forward's output (DoRA's magnitude gradient
+  // reads x·Wᵀ). When it does not, a checkpoint replay whose output nobody reads (down_proj: the
+  // layer's output is the next layer's checkpoint) calls forward with y == nullptr, which only
+  // records the state backward needs, and skips the frozen product.
+  virtual bool backward_needs_output(int64_t layer, LinearKind kind) const = 0;
   // Backward of the last forward of the same (layer, kind) (see set_state_per_layer), with the
   // same x. Overwrites dx [n, in] with the full input gradient (the frozen part included) and
   // accumulates the parameter gradients.

@@ -123,8 +123,11 @@ MemoryEstimate estimate_training_memory(const ModelConfig& c, WeightStorage stor
 
   // Adapter tensors and their optimiser state, per adapted Linear of one layer.
   int64_t directions = 0, magnitudes = 0, optimizer = 0, regulariser_floats = 0, max_in = 0, max_out = 0;
+  int64_t targeted_in = 0, targeted_kinds = 0;  // DoRA keeps one dropped set per adapted kind
   for (const auto& l : block_linear_shapes(c)) {
     if (!targeted(s, l.name)) continue;
+    targeted_in += l.in;
+    ++targeted_kinds;
     directions += r * (l.in + l.out);
     optimizer += optimizer_state_bytes(r * l.in, s.adam_8bit) + optimizer_state_bytes(l.out * r, s.adam_8bit);
     if (s.dora) {
@@ -158,10 +161,14 @@ MemoryEstimate estimate_training_memory(const ModelConfig& c, WeightStorage stor
   e.layer = N * layer * A;
   if (s.dora) e.layer += std::min<int64_t>(N, 128) * max_out * kF32;  // s·u Bᵀ, 128 tokens at a time
   if (s.dora && s.dropout > 0) {
-    // Dropped positions (int32 column + f32 product + f32 gathered input each, int64 offset
-    // per token) and one weight tile transposed into f32 panels (a whole matrix if smaller).
-    const int64_t dropped = static_cast<int64_t>(s.dropout * static_cast<double>(N * max_in)) + 1;
-    e.layer += dropped * (4 + 2 * kF32) + (N + 1) * 8 + std::min(max_out * max_in, kWeightTileFloats) * kF32;
+    // Dropped positions: a set per adapted kind (int32 column each, int64 offset per token), the
+    // f32 sampled product and gathered input of the widest, and one weight tile transposed into
+    // f32 panels (a whole matrix if smaller).
+    auto dropped = [&](int64_t in) {
+      return static_cast<int64_t>(s.dropout * static_cast<double>(N * in)) + 1;
+    };
+    e.layer += dropped(targeted_in) * 4 + targeted_kinds * (N + 1) * 8 + dropped(max_in) * 2 * kF32 +
+               std::min(max_out * max_in, kWeightTileFloats) * kF32;
   }
 
   // Attention: K and V packed per row in tiles of 64 keys, and the backward's delta.

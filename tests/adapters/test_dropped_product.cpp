@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 #include "adapter_test_util.h"
 #include "adapters/dropout.h"
@@ -128,6 +131,38 @@ TEST(DroppedProduct, DropoutFromTheSetEqualsTheGeneratorBitForBit) {
   dropout_backward_add(g.data(), n, w, p, stream, row0, acc_expected.data());
   dropout_backward_add_dropped(g.data(), sampled.data(), set, p, acc_got.data());
   EXPECT_EQ(acc_got, acc_expected);
+}
+
+// A set is a pure function of find_dropped's key, so a call with the key it already holds keeps
+// it (no second pass of the generator: DoRA's backward after the checkpoint replay), and any other
+// key recomputes it.
+TEST(DroppedProduct, FindDroppedKeepsASetOfTheSameKeyAndRecomputesOtherKeys) {
+  const int64_t n = 12, w = 40;
+  const float p = 0.2f;
+  const uint64_t stream = dropout_stream({.seed = 3, .step = 1, .row0 = 0}, 2, LinearKind::Up);
+  auto fresh = [&](int64_t rows, int64_t width, float prob, uint64_t s, int64_t row0) {
+    DroppedSet d;
+    find_dropped(rows, width, prob, s, row0, d);
+    return std::make_pair(d.offsets, d.cols);
+  };
+  DroppedSet set;
+  find_dropped(n, w, p, stream, 0, set);
+  ASSERT_GT(set.nnz(), 0);
+  set.cols[0] = -7;  // a marker: the same key must not evaluate the generator again
+  find_dropped(n, w, p, stream, 0, set);
+  EXPECT_EQ(set.cols[0], -7);
+  // Each field of the key on its own makes a new set, equal to one computed from scratch.
+  const std::vector<std::tuple<int64_t, int64_t, float, uint64_t, int64_t>> keys = {
+      {n, w, p, stream, 3},
+      {n - 1, w, p, stream, 3},
+      {n - 1, w + 1, p, stream, 3},
+      {n - 1, w + 1, 0.5f, stream, 3},
+      {n - 1, w + 1, 0.5f, stream + 1, 3}};
+  for (const auto& [rows, width, prob, s, row0] : keys) {
+    find_dropped(rows, width, prob, s, row0, set);
+    EXPECT_EQ(std::make_pair(set.offsets, set.cols), fresh(rows, width, prob, s, row0))
+        << rows << " " << width << " " << prob << " " << row0;
+  }
 }
 
 }  // namespace

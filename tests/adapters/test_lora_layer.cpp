@@ -270,6 +270,30 @@ TEST(Dropout, MaskIsReproducibleAndKeyed) {
     kept += v != 0.0f;
   }
   EXPECT_NEAR(double(kept) / double(n * cols), 0.75, 0.005);
+  // Independent elements: neighbours in a row, in a column, and the same element under another
+  // layer's or kind's stream (masks of the SplitMix64 sequence at other offsets) agree as often
+  // as independent draws do, p² + (1 − p)² = 0.625, and every row keeps about 1 − p.
+  std::vector<float> other(n * cols);
+  dropout_apply(x.data(), n, cols, 0.25f, dropout_stream(k, 3, LinearKind::K), 0, other.data());
+  std::vector<float> next_layer(n * cols);
+  dropout_apply(x.data(), n, cols, 0.25f, dropout_stream(k, 4, LinearKind::Q), 0, next_layer.data());
+  int64_t same_right = 0, same_below = 0, same_kind = 0, same_layer = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    int64_t row_kept = 0;
+    for (int64_t j = 0; j < cols; ++j) {
+      const int64_t i = t * cols + j;
+      row_kept += y1[i] != 0.0f;
+      if (j + 1 < cols) same_right += (y1[i] != 0.0f) == (y1[i + 1] != 0.0f);
+      if (t + 1 < n) same_below += (y1[i] != 0.0f) == (y1[i + cols] != 0.0f);
+      same_kind += (y1[i] != 0.0f) == (other[i] != 0.0f);
+      same_layer += (y1[i] != 0.0f) == (next_layer[i] != 0.0f);
+    }
+    EXPECT_NEAR(double(row_kept) / double(cols), 0.75, 0.1) << "row " << t;
+  }
+  EXPECT_NEAR(double(same_right) / double(n * (cols - 1)), 0.625, 0.01);
+  EXPECT_NEAR(double(same_below) / double((n - 1) * cols), 0.625, 0.01);
+  EXPECT_NEAR(double(same_kind) / double(n * cols), 0.625, 0.01);
+  EXPECT_NEAR(double(same_layer) / double(n * cols), 0.625, 0.01);
   // Rows processed in two chunks (row0 offsets) give the mask of the whole batch.
   std::vector<float> chunked(n * cols);
   dropout_apply(x.data(), 50, cols, 0.25f, a, 0, chunked.data());

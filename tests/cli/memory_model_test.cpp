@@ -210,13 +210,14 @@ TEST(MemoryModel, PartsOfATinyModelByHand) {
   EXPECT_EQ(n.layer, e.layer - 4 * 4 * 4);
 
   // DoRA also keeps z [N, out] per adapted Linear (q 8, v 4), its row-scaled gradient and the
-  // forward's s·u Bᵀ block (both [N, max out 8]), and with dropout the dropped positions:
-  // int(0.05 * 4 * 8) + 1 = 2 entries of 12 B, N + 1 offsets of 8 B and the panels of the
-  // largest matrix, 8 x 8 floats.
+  // forward's s·u Bᵀ block (both [N, max out 8]), and with dropout the dropped positions: a set
+  // per adapted kind, int(0.05 * 4 * (8 + 8)) + 1 = 4 int32 columns and 2 x (N + 1) offsets of
+  // 8 B, the widest's int(0.05 * 4 * 8) + 1 = 2 sampled products and gathered inputs (2 x 4 B)
+  // and the panels of the largest matrix, 8 x 8 floats.
   s.dora = true;
   const MemoryEstimate d = estimate_training_memory(c, WeightStorage::F32, s);
   EXPECT_EQ(d.activations, 2 * 4 * 8 * 4 + 2 * 4 * (100 + 4 + 12) * 4);
-  EXPECT_EQ(d.layer, n.layer + 2 * 4 * 8 * 4 + 2 * 12 + 5 * 8 + 8 * 8 * 4);
+  EXPECT_EQ(d.layer, n.layer + 2 * 4 * 8 * 4 + 4 * 4 + 2 * 5 * 8 + 2 * 8 + 8 * 8 * 4);
   EXPECT_EQ(d.adapter, (112 + 24) * 8 + 24 * 8);
   s.dropout = 0;  // no dropped copies at all
   EXPECT_EQ(estimate_training_memory(c, WeightStorage::F32, s).layer, n.layer + 2 * 4 * 8 * 4 - 4 * 16 * 4);
