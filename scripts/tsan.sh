@@ -12,9 +12,8 @@
 #   hand-over between parallel regions. BIDORA_TSAN builds against LLVM's libomp instead, whose
 #   OMPT tool Archer (libarcher.so) tells TSan about each barrier, task and lock.
 # - Debian's libdnnl needs libgomp.so.1; loaded as-is, a second OpenMP runtime would run oneDNN's
-#   GEMMs on threads TSan knows nothing of. libomp implements libgomp's GOMP_* ABI, so a directory
-#   with libgomp.so.1 -> libomp.so.5 goes first on LD_LIBRARY_PATH; the loader then sees the same
-#   file as the libomp already loaded and maps it once (checked below with ldd).
+#   GEMMs on threads TSan knows nothing of. scripts/omp-shim.sh maps libgomp.so.1 to the libomp
+#   already loaded (checked below with ldd).
 # - ignore_noninstrumented_modules=1 (what Archer asks for): the memory accesses of intercepted
 #   calls (memcpy, malloc, pthread_mutex_init...) made from uninstrumented libraries such as libomp
 #   and libdnnl are not checked. TSan cannot see those libraries' other accesses anyway, so checking
@@ -37,22 +36,15 @@ echo "== ThreadSanitizer build ($BUILD)"
 build_s=$((SECONDS - t0))
 
 # The OpenMP runtime the tests were linked against (FindOpenMP's choice) and its Archer tool.
-LIBOMP="$(sed -n 's/^OpenMP_omp_LIBRARY:FILEPATH=//p' "$BUILD/CMakeCache.txt")"
-LIBOMP="$(readlink -f "$LIBOMP")"
-ARCHER="$(dirname "$LIBOMP")/libarcher.so"
-[ -f "$LIBOMP" ] && [ -f "$ARCHER" ] || {
-  echo "tsan.sh: need LLVM's libomp and libarcher.so next to it (apt install libomp-14-dev); got '$LIBOMP'" >&2
+source "$ROOT/scripts/omp-shim.sh"
+omp_shim "$BUILD"
+ARCHER="$(dirname "$OMP_SHIM_LIBOMP")/libarcher.so"
+[ -f "$ARCHER" ] || {
+  echo "tsan.sh: need libarcher.so next to $OMP_SHIM_LIBOMP (apt install libomp-14-dev)" >&2
   exit 1
 }
-mkdir -p "$BUILD/omp-shim"
-ln -sfn "$LIBOMP" "$BUILD/omp-shim/libgomp.so.1"
-export LD_LIBRARY_PATH="$BUILD/omp-shim${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export OMP_TOOL_LIBRARIES="$ARCHER"
-if ldd "$BUILD/${TESTS[0]}" | grep -q 'libgomp'; then
-  ldd "$BUILD/${TESTS[0]}" >&2
-  echo "tsan.sh: libgomp is still loaded next to libomp (two OpenMP runtimes); see $BUILD/omp-shim" >&2
-  exit 1
-fi
+omp_shim_check "$BUILD/${TESTS[0]}"
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 exitcode=66 ignore_noninstrumented_modules=1 suppressions=$ROOT/tests/tsan.supp${TSAN_OPTIONS:+ $TSAN_OPTIONS}"
 # Sleeping (not spinning) idle workers: under TSan every spin iteration is instrumented work
 # that steals the few cores the other threads need.

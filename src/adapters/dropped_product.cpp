@@ -1,7 +1,9 @@
 #include "adapters/dropped_product.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
+#include <type_traits>
 
 #include <omp.h>
 
@@ -41,6 +43,28 @@ inline float horizontal_sum(Lanes v) {
   return (q[0] + q[2]) + (q[1] + q[3]);
 }
 
+// bf16 panels (weights stored bf16): one 64-byte load holds 32 outputs as 16 32-bit words, and
+// a bf16 is the top half of a float, so `word << 16` and `word & 0xFFFF0000` are two float
+// vectors, exactly, without a widening shuffle. The panel stores each group of 32 outputs
+// interleaved (output i at 2i, output 16 + i at 2i + 1) so those two vectors are outputs
+// 0..15 and 16..31 in order. Half the bytes per dropped input of float32 panels, which these
+// L2-bound kernels are limited by.
+using Words = uint32_t __attribute__((vector_size(kLanes * sizeof(uint32_t))));
+constexpr int64_t kGroup = 2 * kLanes;
+inline void load_bf16_group(const uint16_t* p, Lanes& first, Lanes& second) {
+  Words w;
+  std::memcpy(&w, p, sizeof w);
+  first = __builtin_bit_cast(Lanes, w << 16);
+  second = __builtin_bit_cast(Lanes, w & 0xFFFF0000u);
+}
+// Where output o of a bf16 panel `width` wide is stored in a panel row: interleaved within the
+// whole groups of 32, in order in the tail.
+inline int64_t bf16_panel_position(int64_t o, int64_t width) {
+  if (o >= width / kGroup * kGroup) return o;
+  const int64_t i = o % kGroup;
+  return o - i + (i < kLanes ? 2 * i : 2 * (i - kLanes) + 1);
+}
+
 // Columns one pass over a token's dropped inputs produces, in registers: 8 vectors of 16.
 constexpr int64_t kPass = 8 * kLanes;
 // Output columns per panel.
@@ -61,48 +85,56 @@ inline int64_t first_at_or_after(const int32_t* cols, int64_t count, int64_t j) 
 // keep a panel on few pages and cache sets (a plain [in, rows] transpose put each input's slice
 // of a panel on its own page: TLB misses on every dropped input). `src(o, j)` reads
 // W[r0 + o, j] as float.
-template <typename Src>
-void transpose_to_panels(Src&& src, int64_t rows, int64_t in, int64_t width, float* panels) {
+// T is float (position = o) or uint16_t bf16 (position = bf16_panel_position).
+template <typename T, typename Src>
+void transpose_to_panels(Src&& src, int64_t rows, int64_t in, int64_t width, T* panels) {
   const int64_t blocks = (rows + width - 1) / width;
   const int64_t jblocks = (in + kTransposeBlock - 1) / kTransposeBlock;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < blocks; ++b)
     for (int64_t jb = 0; jb < jblocks; ++jb) {
       const int64_t o0 = b * width, pw = std::min(width, rows - o0);
-      float* panel = panels + o0 * in;
+      T* panel = panels + o0 * in;
       const int64_t j0 = jb * kTransposeBlock, j1 = std::min(in, j0 + kTransposeBlock);
-      for (int64_t o = 0; o < pw; ++o)
-        for (int64_t j = j0; j < j1; ++j) panel[j * pw + o] = src(o0 + o, j);
+      for (int64_t o = 0; o < pw; ++o) {
+        int64_t at = o;
+        if constexpr (std::is_same_v<T, uint16_t>) at = bf16_panel_position(o, pw);
+        for (int64_t j = j0; j < j1; ++j) panel[j * pw + at] = src(o0 + o, j);
+      }
     }
 }
 
 // f(r0, rows, panels, width) over W's rows as panels (transpose_to_panels), tiles no larger than
-// the weight tile. bf16 weights are read in place (no float32 copy of the tile first); other
-// storages go through float32 row tiles.
+// the weight tile. bf16 weights are read in place into bf16 panels (exact, half the bytes);
+// other storages go through float32 row tiles into float32 panels. f is called with a
+// const float* or a const uint16_t* panel pointer.
 template <typename F>
-void for_each_panel_tile(const FrozenMatrix& W, WeightTile& tile, std::vector<float>& panels, F&& f) {
+void for_each_panel_tile(const FrozenMatrix& W, WeightTile& tile, PanelScratch& scratch, F&& f) {
   const int64_t in = W.cols(), width = kPanelWidth;
-  const int64_t max_rows =
-      std::max<int64_t>(1, static_cast<int64_t>(tile.capacity()) / std::max<int64_t>(in, 1));
-  // Rows [r0, r0 + m) of W read through src(o, j) = W[r0 + o, j] → panels → f.
-  auto panel_tile = [&](int64_t r0, int64_t m, auto&& src) {
-    if (panels.size() < static_cast<size_t>(m * in)) panels.resize(static_cast<size_t>(m * in));
-    transpose_to_panels(src, m, in, width, panels.data());
-    f(r0, m, static_cast<const float*>(panels.data()), width);
-  };
+  int64_t max_rows = std::max<int64_t>(1, static_cast<int64_t>(tile.capacity()) / std::max<int64_t>(in, 1));
+  // Whole panels per tile where the tile holds one: a tile of, say, 215 rows would end in an
+  // 87-wide panel whose last columns take the scalar path.
+  if (max_rows >= width) max_rows -= max_rows % width;
   if (const uint16_t* w16 = W.bf16_data()) {
     for (int64_t r0 = 0; r0 < W.rows(); r0 += max_rows) {
+      const int64_t m = std::min(max_rows, W.rows() - r0);
       const uint16_t* w = w16 + r0 * in;
-      panel_tile(r0, std::min(max_rows, W.rows() - r0),
-                 [&](int64_t o, int64_t j) { return bf16_to_f32(w[o * in + j]); });
+      if (scratch.panels16.size() < static_cast<size_t>(m * in))
+        scratch.panels16.resize(static_cast<size_t>(m * in));
+      transpose_to_panels([&](int64_t o, int64_t j) { return w[o * in + j]; }, m, in, width,
+                          scratch.panels16.data());
+      f(r0, m, static_cast<const uint16_t*>(scratch.panels16.data()), width);
     }
     return;
   }
+  std::vector<float>& panels = scratch.panels;
   for_each_row_tile(W, tile, [&](int64_t r0, int64_t rows, const float* w) {
     for (int64_t c0 = 0; c0 < rows; c0 += max_rows) {
+      const int64_t m = std::min(max_rows, rows - c0);
       const float* wc = w + c0 * in;
-      panel_tile(r0 + c0, std::min(max_rows, rows - c0),
-                 [&](int64_t o, int64_t j) { return wc[o * in + j]; });
+      if (panels.size() < static_cast<size_t>(m * in)) panels.resize(static_cast<size_t>(m * in));
+      transpose_to_panels([&](int64_t o, int64_t j) { return wc[o * in + j]; }, m, in, width, panels.data());
+      f(r0 + c0, m, static_cast<const float*>(panels.data()), width);
     }
   });
 }
@@ -126,17 +158,39 @@ inline void dropped_row_pass(const float* xv, const int32_t* cols, int64_t count
   for (int v = 0; v < V; ++v) store(ct + v * kLanes, a[v]);
 }
 
+// dropped_row_pass on a bf16 panel: G groups of 32 columns (2·G vectors of accumulators).
+template <int G>
+inline void dropped_row_pass_bf16(const float* xv, const int32_t* cols, int64_t count, const uint16_t* wt,
+                                  int64_t width, bool add, float* ct) {
+  Lanes a[2 * G];
+#pragma GCC unroll 8
+  for (int v = 0; v < 2 * G; ++v) a[v] = add ? load(ct + v * kLanes) : Lanes{};
+  for (int64_t k = 0; k < count; ++k) {
+    const float s = xv[k];
+    const uint16_t* wr = wt + static_cast<int64_t>(cols[k]) * width;
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g) {
+      Lanes first, second;
+      load_bf16_group(wr + g * kGroup, first, second);
+      a[2 * g] += s * first;
+      a[2 * g + 1] += s * second;
+    }
+  }
+#pragma GCC unroll 8
+  for (int v = 0; v < 2 * G; ++v) store(ct + v * kLanes, a[v]);
+}
+
 // Calls f(t, k0, k1, wt) for the rows t of this thread and each chunk of inputs of each panel:
 // wt is the panel's [in, width] block (row j at wt + j·width), k0..k1 row t's dropped entries in
 // the chunk. Loop order panel → chunk → token keeps one chunk in L2 while the tokens pass.
-template <typename F>
-void for_each_panel_chunk(const DroppedSet& set, const float* tile_panels, int64_t rows, int64_t in,
+template <typename T, typename F>
+void for_each_panel_chunk(const DroppedSet& set, const T* tile_panels, int64_t rows, int64_t in,
                           int64_t block, int64_t chunk, F&& f) {
   const int64_t n = set.n;
 #pragma omp parallel
   for (int64_t ob = 0; ob < rows; ob += block) {
     const int64_t width = std::min(block, rows - ob);
-    const float* wt = tile_panels + ob * in;  // [in, width]
+    const T* wt = tile_panels + ob * in;  // [in, width]
     for (int64_t j0 = 0; j0 < in; j0 += chunk) {
       const int64_t j1 = std::min(in, j0 + chunk);
       // nowait: schedule(static) gives every thread the same rows in every panel and chunk, and
@@ -155,35 +209,48 @@ void for_each_panel_chunk(const DroppedSet& set, const float* tile_panels, int64
 }
 
 void dropped_times_wt_panels(const float* x, const DroppedSet& set, const FrozenMatrix& W, WeightTile& tile,
-                             std::vector<float>& panels, std::vector<float>& gathered, float* c,
-                             int64_t ldc) {
+                             PanelScratch& scratch, float* c, int64_t ldc) {
   const int64_t in = W.cols();
   // The dropped inputs' values, gathered once: every panel then reads them contiguously instead
   // of touching a cache line of x per dropped input (for wide inputs, a stream of random lines
   // that evicted the panel from L2).
+  std::vector<float>& gathered = scratch.gathered;
   gathered.resize(static_cast<size_t>(set.nnz()));
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < set.n; ++t)
     for (int64_t k = set.offsets[t]; k < set.offsets[t + 1]; ++k) gathered[k] = x[t * in + set.cols[k]];
   for_each_panel_tile(
-      W, tile, panels, [&](int64_t r0, int64_t rows, const float* tile_panels, int64_t block) {
+      W, tile, scratch, [&](int64_t r0, int64_t rows, const auto* tile_panels, int64_t block) {
+        using T = std::remove_cv_t<std::remove_pointer_t<decltype(tile_panels)>>;
         for_each_panel_chunk(
-            set, tile_panels, rows, in, block, chunk_rows(sizeof(float)),
-            [&](int64_t t, int64_t ob, int64_t width, bool first, int64_t k0, int64_t k1, const float* wt) {
+            set, tile_panels, rows, in, block, chunk_rows(sizeof(T)),
+            [&](int64_t t, int64_t ob, int64_t width, bool first, int64_t k0, int64_t k1, const T* wt) {
               const float* xv = gathered.data() + k0;
               const int32_t* cols = set.cols.data() + k0;
               const int64_t count = k1 - k0;
               float* ct = c + t * ldc + r0 + ob;
               const bool add = !first;
               int64_t o = 0;
-              for (; o + kPass <= width; o += kPass)
-                dropped_row_pass<8>(xv, cols, count, wt + o, width, add, ct + o);
-              for (; o + kLanes <= width; o += kLanes)
-                dropped_row_pass<1>(xv, cols, count, wt + o, width, add, ct + o);
-              for (; o < width; ++o) {
-                float acc = add ? ct[o] : 0.0f;
-                for (int64_t k = 0; k < count; ++k) acc += xv[k] * wt[cols[k] * width + o];
-                ct[o] = acc;
+              if constexpr (std::is_same_v<T, uint16_t>) {
+                for (; o + 4 * kGroup <= width; o += 4 * kGroup)
+                  dropped_row_pass_bf16<4>(xv, cols, count, wt + o, width, add, ct + o);
+                for (; o + kGroup <= width; o += kGroup)
+                  dropped_row_pass_bf16<1>(xv, cols, count, wt + o, width, add, ct + o);
+                for (; o < width; ++o) {  // the tail, stored in order
+                  float acc = add ? ct[o] : 0.0f;
+                  for (int64_t k = 0; k < count; ++k) acc += xv[k] * bf16_to_f32(wt[cols[k] * width + o]);
+                  ct[o] = acc;
+                }
+              } else {
+                for (; o + kPass <= width; o += kPass)
+                  dropped_row_pass<8>(xv, cols, count, wt + o, width, add, ct + o);
+                for (; o + kLanes <= width; o += kLanes)
+                  dropped_row_pass<1>(xv, cols, count, wt + o, width, add, ct + o);
+                for (; o < width; ++o) {
+                  float acc = add ? ct[o] : 0.0f;
+                  for (int64_t k = 0; k < count; ++k) acc += xv[k] * wt[cols[k] * width + o];
+                  ct[o] = acc;
+                }
               }
             });
       });
@@ -207,29 +274,66 @@ inline void sampled_row_pass(const float* d, const float* scale, const int32_t* 
   }
 }
 
+// sampled_row_pass on a bf16 panel: G groups of 32 columns. The products are summed in the
+// same order as the float32 kernel's (vectors of columns 0..15, 16..31, ...).
+template <int G>
+inline void sampled_row_pass_bf16(const float* d, const float* scale, const int32_t* cols, int64_t count,
+                                  const uint16_t* wt, int64_t width, float* acc) {
+  Lanes ds[2 * G];
+#pragma GCC unroll 8
+  for (int v = 0; v < 2 * G; ++v)
+    ds[v] = scale ? load(d + v * kLanes) * load(scale + v * kLanes) : load(d + v * kLanes);
+  for (int64_t k = 0; k < count; ++k) {
+    const uint16_t* wr = wt + static_cast<int64_t>(cols[k]) * width;
+    Lanes first, second;
+    load_bf16_group(wr, first, second);
+    Lanes a = ds[0] * first;
+    a += ds[1] * second;
+#pragma GCC unroll 4
+    for (int g = 1; g < G; ++g) {
+      load_bf16_group(wr + g * kGroup, first, second);
+      a += ds[2 * g] * first;
+      a += ds[2 * g + 1] * second;
+    }
+    acc[k] += horizontal_sum(a);
+  }
+}
+
 void sampled_dy_times_w_panels(const float* dy, const float* col_scale, const DroppedSet& set,
-                               const FrozenMatrix& W, WeightTile& tile, std::vector<float>& panels,
+                               const FrozenMatrix& W, WeightTile& tile, PanelScratch& scratch,
                                std::vector<float>& acc) {
   const int64_t in = W.cols(), out = W.rows();
   acc.assign(static_cast<size_t>(set.nnz()), 0.0f);
   for_each_panel_tile(
-      W, tile, panels, [&](int64_t r0, int64_t rows, const float* tile_panels, int64_t block) {
+      W, tile, scratch, [&](int64_t r0, int64_t rows, const auto* tile_panels, int64_t block) {
+        using T = std::remove_cv_t<std::remove_pointer_t<decltype(tile_panels)>>;
         for_each_panel_chunk(
-            set, tile_panels, rows, in, block, chunk_rows(sizeof(float)),
-            [&](int64_t t, int64_t ob, int64_t width, bool, int64_t k0, int64_t k1, const float* wt) {
+            set, tile_panels, rows, in, block, chunk_rows(sizeof(T)),
+            [&](int64_t t, int64_t ob, int64_t width, bool, int64_t k0, int64_t k1, const T* wt) {
               const float* d = dy + t * out + r0 + ob;
               const float* scale = col_scale ? col_scale + r0 + ob : nullptr;
               const int32_t* cols = set.cols.data() + k0;
               const int64_t count = k1 - k0;
               float* a = acc.data() + k0;
               int64_t o = 0;
-              for (; o + kPass <= width; o += kPass)
-                sampled_row_pass<8>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width, a);
-              for (; o + kLanes <= width; o += kLanes)
-                sampled_row_pass<1>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width, a);
-              for (; o < width; ++o) {
-                const float dso = scale ? d[o] * scale[o] : d[o];
-                for (int64_t k = 0; k < count; ++k) a[k] += dso * wt[cols[k] * width + o];
+              if constexpr (std::is_same_v<T, uint16_t>) {
+                for (; o + 4 * kGroup <= width; o += 4 * kGroup)
+                  sampled_row_pass_bf16<4>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width, a);
+                for (; o + kGroup <= width; o += kGroup)
+                  sampled_row_pass_bf16<1>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width, a);
+                for (; o < width; ++o) {  // the tail, stored in order
+                  const float dso = scale ? d[o] * scale[o] : d[o];
+                  for (int64_t k = 0; k < count; ++k) a[k] += dso * bf16_to_f32(wt[cols[k] * width + o]);
+                }
+              } else {
+                for (; o + kPass <= width; o += kPass)
+                  sampled_row_pass<8>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width, a);
+                for (; o + kLanes <= width; o += kLanes)
+                  sampled_row_pass<1>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width, a);
+                for (; o < width; ++o) {
+                  const float dso = scale ? d[o] * scale[o] : d[o];
+                  for (int64_t k = 0; k < count; ++k) a[k] += dso * wt[cols[k] * width + o];
+                }
               }
             });
       });
@@ -265,7 +369,20 @@ void find_dropped(int64_t n, int64_t width, float p, uint64_t stream, int64_t ro
     for (int64_t t = 0; t < n; ++t) {
       for (int64_t j = 0; j < width; ++j) flags[j] = dropout_keep(stream, row0, t, j, width, p) ? 0 : 1;
       const size_t before = local.cols.size();
-      for (int64_t j = 0; j < width; ++j)
+      // Eight flags at a time: a word of zeros (two thirds of them at p = 0.05) is skipped, and
+      // the others' flags are gathered into 8 bits (byte i's low bit to bit i: the multiply sums
+      // shifted copies whose top byte holds them) that are walked lowest first. A branch per
+      // flag instead mispredicted at every dropped input.
+      int64_t j = 0;
+      for (; j + 8 <= width; j += 8) {
+        uint64_t word;
+        std::memcpy(&word, flags + j, sizeof word);
+        if (word == 0) continue;
+        uint32_t bits = static_cast<uint32_t>(((word & 0x0101010101010101ull) * 0x0102040810204080ull) >> 56);
+        for (; bits != 0; bits &= bits - 1)
+          local.cols.push_back(static_cast<int32_t>(j + std::countr_zero(bits)));
+      }
+      for (; j < width; ++j)
         if (flags[j]) local.cols.push_back(static_cast<int32_t>(j));
       set.offsets[t + 1] = static_cast<int64_t>(local.cols.size() - before);
     }
@@ -319,14 +436,14 @@ void dropped_times_wt(const float* x, const DroppedSet& set, const FrozenMatrix&
                       PanelScratch& scratch, float* c, int64_t ldc) {
   BIDORA_CHECK(set.width == W.cols(), "dropped_times_wt: dropout set over {} columns, weight has {}",
                set.width, W.cols());
-  dropped_times_wt_panels(x, set, W, tile, scratch.panels, scratch.gathered, c, ldc);
+  dropped_times_wt_panels(x, set, W, tile, scratch, c, ldc);
 }
 
 void sampled_dy_times_w(const float* dy, const float* col_scale, const DroppedSet& set, const FrozenMatrix& W,
                         WeightTile& tile, PanelScratch& scratch, std::vector<float>& acc) {
   BIDORA_CHECK(set.width == W.cols(), "sampled_dy_times_w: dropout set over {} columns, weight has {}",
                set.width, W.cols());
-  sampled_dy_times_w_panels(dy, col_scale, set, W, tile, scratch.panels, acc);
+  sampled_dy_times_w_panels(dy, col_scale, set, W, tile, scratch, acc);
 }
 
 }  // namespace bidora

@@ -13,8 +13,8 @@
 //
 // Both kernels work on W transposed into panels ([in, width] blocks of output columns, each
 // contiguous and small enough for the L2 cache), so each dropped (t, j) costs one contiguous
-// multiply-add over a panel row. Panels are float32 (bf16 panels, tried, were slower: widening
-// them costs more than the L2 bandwidth they save) and exact for every storage.
+// multiply-add over a panel row. Panels of bf16 weights are bf16 (laid out so that a shift and
+// a mask widen them: half the L2 traffic), other storages' float32; both exact.
 #include <cstdint>
 #include <vector>
 
@@ -62,8 +62,9 @@ void dropout_backward_add_dropped(const float* g, const float* sampled, const Dr
 
 // Grow-only scratch: one tile of panels and the gathered dropped inputs.
 struct PanelScratch {
-  std::vector<float> panels;
-  std::vector<float> gathered;  // the dropped inputs' values, in the set's order
+  std::vector<float> panels;       // float32 panels (weights not stored bf16)
+  std::vector<uint16_t> panels16;  // bf16 panels (bf16 weights)
+  std::vector<float> gathered;     // the dropped inputs' values, in the set's order
 };
 
 // c[n, W.rows()] (row stride ldc) = (x ⊙ drop) Wᵀ: Σ over the dropped j of row t of x[t, j]·W[o, j].

@@ -38,6 +38,7 @@ void round_to_bf16_rows(const float* src, int64_t rows, int64_t cols, int64_t ld
 void linear_forward(const float* x, int64_t n, const FrozenMatrix& W, const float* bias, float* y,
                     WeightTile& tile) {
   const int64_t out = W.rows(), in = W.cols();
+  if (n == 0) return;  // no rows (y may be null: no pointer arithmetic on it)
   if (tile.bf16_compute()) {
     uint16_t* xb = tile.bf16_acts(static_cast<size_t>(n * in));
     round_to_bf16_rows(x, n, in, in, xb, in);
@@ -66,6 +67,7 @@ void add_bias(float* y, int64_t n, int64_t out, const float* bias) {
 void linear_backward_input(const float* dy, int64_t n, const FrozenMatrix& W, float* dx, float beta,
                            WeightTile& tile) {
   const int64_t out = W.rows(), in = W.cols();
+  if (n == 0) return;  // no rows (y may be null: no pointer arithmetic on it)
   if (tile.bf16_compute()) {
     uint16_t* dyb = tile.bf16_acts(static_cast<size_t>(n * out));
     round_to_bf16_rows(dy, n, out, out, dyb, out);

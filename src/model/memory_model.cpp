@@ -163,12 +163,13 @@ MemoryEstimate estimate_training_memory(const ModelConfig& c, WeightStorage stor
   if (s.dora && s.dropout > 0) {
     // Dropped positions: a set per adapted kind (int32 column each, int64 offset per token), the
     // f32 sampled product and gathered input of the widest, and one weight tile transposed into
-    // f32 panels (a whole matrix if smaller).
+    // panels (a whole matrix if smaller): bf16 for bf16 weights, else f32.
     auto dropped = [&](int64_t in) {
       return static_cast<int64_t>(s.dropout * static_cast<double>(N * in)) + 1;
     };
-    e.layer += dropped(targeted_in) * 4 + targeted_kinds * (N + 1) * 8 + dropped(max_in) * 2 * kF32 +
-               std::min(max_out * max_in, kWeightTileFloats) * kF32;
+    e.layer +=
+        dropped(targeted_in) * 4 + targeted_kinds * (N + 1) * 8 + dropped(max_in) * 2 * kF32 +
+        std::min(max_out * max_in, kWeightTileFloats) * (storage == WeightStorage::BF16 ? kBF16 : kF32);
   }
 
   // Attention: K and V packed per row in tiles of 64 keys, and the backward's delta.

@@ -83,7 +83,8 @@ TEST_P(DroppedProduct, MatchesNaiveDouble) {
 
 INSTANTIATE_TEST_SUITE_P(Storages, DroppedProduct,
                          ::testing::Values(Case{WeightStorage::F32, 64}, Case{WeightStorage::F32, 1000},
-                                           Case{WeightStorage::BF16, 97}, Case{WeightStorage::NF4, 300}),
+                                           Case{WeightStorage::BF16, 97}, Case{WeightStorage::BF16, 1000},
+                                           Case{WeightStorage::NF4, 300}),
                          [](const auto& info) {
                            return std::string(storage_name(info.param.storage)) + "_tile" +
                                   std::to_string(info.param.tile_rows);

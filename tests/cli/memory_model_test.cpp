@@ -219,6 +219,8 @@ TEST(MemoryModel, PartsOfATinyModelByHand) {
   EXPECT_EQ(d.activations, 2 * 4 * 8 * 4 + 2 * 4 * (100 + 4 + 12) * 4);
   EXPECT_EQ(d.layer, n.layer + 2 * 4 * 8 * 4 + 4 * 4 + 2 * 5 * 8 + 2 * 8 + 8 * 8 * 4);
   EXPECT_EQ(d.adapter, (112 + 24) * 8 + 24 * 8);
+  // bf16 weights are transposed into bf16 panels: 8 x 8 x 2 B.
+  EXPECT_EQ(estimate_training_memory(c, WeightStorage::BF16, s).layer, d.layer - 8 * 8 * 2);
   s.dropout = 0;  // no dropped copies at all
   EXPECT_EQ(estimate_training_memory(c, WeightStorage::F32, s).layer, n.layer + 2 * 4 * 8 * 4 - 4 * 16 * 4);
 }

@@ -149,24 +149,25 @@ json added(const std::string& content, int id, json flags = json::object()) {
 
 TEST(AddedTokens, LeftmostLongestAndStripFlags) {
   json j = bpe_json(char_vocab(), json::array());
-  j["added_tokens"] = {added("<t", 200), added("<tok>", 201), added("tok>", 202)};
+  j["added_tokens"] = json::array({added("<t", 200), added("<tok>", 201), added("tok>", 202)});
   auto t = make_tokenizer(j);
   EXPECT_EQ(t.encode("x<tok>", false), (Ids{cid('x'), 201}));
   EXPECT_EQ(t.encode("<to", false), (Ids{200, cid('o')}));
 
-  j["added_tokens"] = {added("<tok>", 201, {{"lstrip", true}})};
+  j["added_tokens"] = json::array({added("<tok>", 201, {{"lstrip", true}})});
   EXPECT_EQ(make_tokenizer(j).encode("a  <tok>b", false), (Ids{cid('a'), 201, cid('b')}));
-  j["added_tokens"] = {added("<tok>", 201, {{"rstrip", true}})};
+  j["added_tokens"] = json::array({added("<tok>", 201, {{"rstrip", true}})});
   EXPECT_EQ(make_tokenizer(j).encode("a<tok> \t b", false), (Ids{cid('a'), 201, cid('b')}));
   EXPECT_EQ(make_tokenizer(j).encode("a  <tok>b", false), (Ids{cid('a'), cid(' '), cid(' '), 201, cid('b')}));
   // lstrip never reaches into the previous token.
-  j["added_tokens"] = {added("<x>", 203, {{"rstrip", true}}), added("<tok>", 201, {{"lstrip", true}})};
+  j["added_tokens"] =
+      json::array({added("<x>", 203, {{"rstrip", true}}), added("<tok>", 201, {{"lstrip", true}})});
   EXPECT_EQ(make_tokenizer(j).encode("<x>  <tok>", false), (Ids{203, 201}));
 }
 
 TEST(AddedTokens, SingleWord) {
   json j = bpe_json(char_vocab(), json::array());
-  j["added_tokens"] = {added("tok", 201, {{"single_word", true}})};
+  j["added_tokens"] = json::array({added("tok", 201, {{"single_word", true}})});
   auto t = make_tokenizer(j);
   EXPECT_EQ(t.encode("a tok b", false), (Ids{cid('a'), cid(' '), 201, cid(' '), cid('b')}));
   EXPECT_EQ(t.encode("atok", false), (Ids{cid('a'), cid('t'), cid('o'), cid('k')}));
@@ -177,7 +178,8 @@ TEST(AddedTokens, SingleWord) {
 TEST(AddedTokens, NormalizedTokensMatchAfterNormalization) {
   json j = bpe_json(char_vocab(), json::array());
   j["normalizer"] = {{"type", "Lowercase"}};
-  j["added_tokens"] = {added("hey", 201, {{"normalized", true}, {"special", false}}), added("RAW", 202)};
+  j["added_tokens"] =
+      json::array({added("hey", 201, {{"normalized", true}, {"special", false}}), added("RAW", 202)});
   auto t = make_tokenizer(j);
   EXPECT_EQ(t.encode("HEY!", false), (Ids{201, cid('!')}));  // lowercased first, then matched
   EXPECT_EQ(t.encode("RAW", false), (Ids{202}));             // raw tokens match before normalization
@@ -189,7 +191,7 @@ TEST(AddedTokens, NormalizedTokensMatchAfterNormalization) {
 
 TEST(AddedTokens, TokenizerConfigAddsMissingOnes) {
   json j = bpe_json(char_vocab(), json::array());
-  j["added_tokens"] = {added("<a>", 300)};
+  j["added_tokens"] = json::array({added("<a>", 300)});
   json cfg = {{"added_tokens_decoder",
                {{"300", {{"content", "<ignored>"}, {"special", true}}},
                 {"301", {{"content", "<b>"}, {"special", true}}}}}};
@@ -255,7 +257,7 @@ TEST(PreTokenizers, MetaspaceFirstSkipsPiecesAfterALeadingAddedToken) {
   json j = bpe_json(char_vocab(), json::array());
   j["pre_tokenizer"] = {
       {"type", "Metaspace"}, {"replacement", "\xE2\x96\x81"}, {"prepend_scheme", "first"}, {"split", true}};
-  j["added_tokens"] = {added("<t>", 200)};
+  j["added_tokens"] = json::array({added("<t>", 200)});
   auto t = make_tokenizer(j);
   const int32_t meta = 95;  // "▁"
   EXPECT_EQ(t.encode("a b", false), (Ids{meta, cid('a'), meta, cid('b')}));
