@@ -44,8 +44,8 @@ inline float horizontal_sum(Lanes v) {
 }
 
 // bf16 panels (weights stored bf16): one 64-byte load holds 32 outputs as 16 32-bit words, and
-// a bf16 is the top half of a float, so `word << 16` and `word & 0xFFFF0000` are two float
-// vectors, exactly, without a widening shuffle. The panel stores each group of 32 outputs
+// a bf16 is the top half of a float, so (little-endian) `word << 16` and `word & 0xFFFF0000` are
+// two float vectors, exactly, without a widening shuffle. The panel stores each group of 32 outputs
 // interleaved (output i at 2i, output 16 + i at 2i + 1) so those two vectors are outputs
 // 0..15 and 16..31 in order. Half the bytes per dropped input of float32 panels, which these
 // L2-bound kernels are limited by.
@@ -84,8 +84,8 @@ inline int64_t first_at_or_after(const int32_t* cols, int64_t count, int64_t j) 
 // [b·width, b·width + pw) as a contiguous [in, pw] block at offset b·width·in. Contiguous panels
 // keep a panel on few pages and cache sets (a plain [in, rows] transpose put each input's slice
 // of a panel on its own page: TLB misses on every dropped input). `src(o, j)` reads
-// W[r0 + o, j] as float.
-// T is float (position = o) or uint16_t bf16 (position = bf16_panel_position).
+// W[r0 + o, j] as a T: float (stored at position o of a panel row) or bf16 bits (at
+// bf16_panel_position(o)).
 template <typename T, typename Src>
 void transpose_to_panels(Src&& src, int64_t rows, int64_t in, int64_t width, T* panels) {
   const int64_t blocks = (rows + width - 1) / width;
