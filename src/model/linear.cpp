@@ -67,7 +67,7 @@ void add_bias(float* y, int64_t n, int64_t out, const float* bias) {
 void linear_backward_input(const float* dy, int64_t n, const FrozenMatrix& W, float* dx, float beta,
                            WeightTile& tile) {
   const int64_t out = W.rows(), in = W.cols();
-  if (n == 0) return;  // no rows (y may be null: no pointer arithmetic on it)
+  if (n == 0) return;  // no rows (dx may be null: no pointer arithmetic on it)
   if (tile.bf16_compute()) {
     uint16_t* dyb = tile.bf16_acts(static_cast<size_t>(n * out));
     round_to_bf16_rows(dy, n, out, out, dyb, out);
