@@ -1,7 +1,7 @@
 # Sourced by scripts/test.sh and scripts/tsan.sh: one OpenMP runtime per process for a clang build.
 #   omp_shim BUILD_DIR   exports LD_LIBRARY_PATH so that libgomp.so.1 resolves to the LLVM libomp
 #                        that BUILD_DIR's code is linked against; sets OMP_SHIM_LIBOMP to its path
-#   omp_shim_check BIN   fails if BIN would still load libgomp next to libomp
+#   omp_shim_check BIN   fails if BIN, run from its directory, would still load libgomp next to libomp
 #
 # clang's -fopenmp links LLVM's libomp, but Debian's libdnnl needs GCC's libgomp.so.1: loaded
 # as-is the process has two OpenMP runtimes, two thread pools competing for the cores, and the
@@ -10,7 +10,10 @@
 # LD_LIBRARY_PATH; the loader then sees the file of the libomp already loaded and maps it once.
 
 omp_shim() {
-  local build="$1" libomp
+  local build libomp
+  # Absolute: ctest runs each test from the build directory, where a relative entry on
+  # LD_LIBRARY_PATH would point nowhere (and libgomp would load beside libomp again).
+  build="$(cd "$1" && pwd)"
   libomp="$(sed -n 's/^OpenMP_omp_LIBRARY:FILEPATH=//p' "$build/CMakeCache.txt")"
   libomp="$(readlink -f "$libomp" || true)"
   if [ ! -f "$libomp" ]; then
@@ -24,8 +27,11 @@ omp_shim() {
 }
 
 omp_shim_check() {
-  if ldd "$1" | grep -q 'libgomp'; then
-    ldd "$1" >&2
+  # From the binary's own directory, as ctest runs it.
+  local deps
+  deps="$(cd "$(dirname "$1")" && ldd "./$(basename "$1")")"
+  if grep -q 'libgomp' <<<"$deps"; then
+    echo "$deps" >&2
     echo "omp-shim: $1 still loads libgomp next to libomp (two OpenMP runtimes)" >&2
     return 1
   fi
