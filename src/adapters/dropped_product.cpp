@@ -64,6 +64,13 @@ inline int64_t bf16_panel_position(int64_t o, int64_t width) {
   const int64_t i = o % kGroup;
   return o - i + (i < kLanes ? 2 * i : 2 * (i - kLanes) + 1);
 }
+// A panel element as float (the scalar tails read both panel types through it).
+inline float panel_value(float w) {
+  return w;
+}
+inline float panel_value(uint16_t w) {
+  return bf16_to_f32(w);
+}
 
 // Columns one pass over a token's dropped inputs produces, in registers: 8 vectors of 16.
 constexpr int64_t kPass = 8 * kLanes;
@@ -236,21 +243,16 @@ void dropped_times_wt_panels(const float* x, const DroppedSet& set, const Frozen
                   dropped_row_pass_bf16<4>(xv, cols, count, wt + o, width, add, ct + o);
                 for (; o + kGroup <= width; o += kGroup)
                   dropped_row_pass_bf16<1>(xv, cols, count, wt + o, width, add, ct + o);
-                for (; o < width; ++o) {  // the tail, stored in order
-                  float acc = add ? ct[o] : 0.0f;
-                  for (int64_t k = 0; k < count; ++k) acc += xv[k] * bf16_to_f32(wt[cols[k] * width + o]);
-                  ct[o] = acc;
-                }
               } else {
                 for (; o + kPass <= width; o += kPass)
                   dropped_row_pass<8>(xv, cols, count, wt + o, width, add, ct + o);
                 for (; o + kLanes <= width; o += kLanes)
                   dropped_row_pass<1>(xv, cols, count, wt + o, width, add, ct + o);
-                for (; o < width; ++o) {
-                  float acc = add ? ct[o] : 0.0f;
-                  for (int64_t k = 0; k < count; ++k) acc += xv[k] * wt[cols[k] * width + o];
-                  ct[o] = acc;
-                }
+              }
+              for (; o < width; ++o) {  // the tail (a bf16 panel stores it in order)
+                float acc = add ? ct[o] : 0.0f;
+                for (int64_t k = 0; k < count; ++k) acc += xv[k] * panel_value(wt[cols[k] * width + o]);
+                ct[o] = acc;
               }
             });
       });
@@ -321,19 +323,15 @@ void sampled_dy_times_w_panels(const float* dy, const float* col_scale, const Dr
                   sampled_row_pass_bf16<4>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width, a);
                 for (; o + kGroup <= width; o += kGroup)
                   sampled_row_pass_bf16<1>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width, a);
-                for (; o < width; ++o) {  // the tail, stored in order
-                  const float dso = scale ? d[o] * scale[o] : d[o];
-                  for (int64_t k = 0; k < count; ++k) a[k] += dso * bf16_to_f32(wt[cols[k] * width + o]);
-                }
               } else {
                 for (; o + kPass <= width; o += kPass)
                   sampled_row_pass<8>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width, a);
                 for (; o + kLanes <= width; o += kLanes)
                   sampled_row_pass<1>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width, a);
-                for (; o < width; ++o) {
-                  const float dso = scale ? d[o] * scale[o] : d[o];
-                  for (int64_t k = 0; k < count; ++k) a[k] += dso * wt[cols[k] * width + o];
-                }
+              }
+              for (; o < width; ++o) {  // the tail (a bf16 panel stores it in order)
+                const float dso = scale ? d[o] * scale[o] : d[o];
+                for (int64_t k = 0; k < count; ++k) a[k] += dso * panel_value(wt[cols[k] * width + o]);
               }
             });
       });
