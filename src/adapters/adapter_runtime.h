@@ -1,9 +1,10 @@
 #pragma once
 // Runs an AdapterSet inside the decoder (the LinearAdapters hook). With gradient checkpointing
-// the decoder replays each layer right before its backward, so one saved state per linear kind
-// is enough: memory for saved adapter activations is one layer's worth, whatever the depth.
-// Without checkpointing (set_state_per_layer(true)) every adapted linear keeps its own state
-// (u = xd·Aᵀ [n, r], and for DoRA z [n, out] and the norms) until its backward.
+// the decoder replays each layer, but for its down_proj, right before its backward: one saved
+// state per linear kind serves the replayed kinds, and down_proj keeps one per layer from the
+// first forward (u = xd·Aᵀ [n, r], and for DoRA z [n, H] and the norms). Without checkpointing
+// every adapted linear keeps its own state until its backward.
+#include <cstdint>
 #include <vector>
 
 #include "adapters/adapter_set.h"
@@ -14,7 +15,9 @@ namespace bidora {
 class AdapterRuntime final : public LinearAdapters {
  public:
   explicit AdapterRuntime(AdapterSet& set)
-      : set_(set), saved_(static_cast<size_t>(set.num_layers()) * kNumLinearKinds) {}
+      : set_(set),
+        saved_(static_cast<size_t>(set.num_layers()) * kNumLinearKinds),
+        norms_(saved_.size()) {}
 
   // Training flag and dropout key for the passes that follow. Use one key per micro-batch and
   // keep it for every pass over that micro-batch (forward, replay, backward; BiDoRA's
@@ -28,10 +31,9 @@ class AdapterRuntime final : public LinearAdapters {
   void set_bf16_compute(bool on) { tile_.set_bf16_compute(on); }
 
   bool adapted(int64_t layer, LinearKind kind) const override { return set_.find(layer, kind) != nullptr; }
-  void set_state_per_layer(bool per_layer) override { per_layer_ = per_layer; }
-  bool backward_needs_output(int64_t layer, LinearKind kind) const override {
-    const LoraLayer* l = set_.find(layer, kind);
-    return l && l->dora();
+  void set_pass(Pass pass) override {
+    pass_ = pass;
+    ++pass_id_;
   }
   void forward(int64_t layer, LinearKind kind, const FrozenMatrix& W, const float* x, int64_t n,
                float* y) override;
@@ -46,10 +48,19 @@ class AdapterRuntime final : public LinearAdapters {
   AdapterSet& set_;
   AdapterMode mode_;
   BackwardWants wants_;
-  // [layer * kNumLinearKinds + kind] when per_layer_; else only the first kNumLinearKinds
-  // entries are used, shared by all layers. Buffers grow to the largest batch and stay.
+  // [layer * kNumLinearKinds + kind] for the states kept per layer (every kind in
+  // kStoredTraining, down_proj in kCheckpointedTraining); the others share the first
+  // kNumLinearKinds entries. Buffers grow to the largest batch and stay.
   std::vector<LoraSaved> saved_;
-  bool per_layer_ = false;
+  Pass pass_ = Pass::kForward;
+  // DoRA's row norms ‖W + s·BA‖ per [layer * kNumLinearKinds + kind], from the first forward of a
+  // checkpointed pass, for its replay (A and B do not change within a pass; one [out] per linear).
+  struct KnownNorm {
+    uint64_t pass_id = 0;
+    std::vector<float> norm;
+  };
+  std::vector<KnownNorm> norms_;
+  uint64_t pass_id_ = 0;
   AdapterScratch scratch_;
   WeightTile tile_;
 };

@@ -135,15 +135,19 @@ void for_each_panel_tile(const FrozenMatrix& W, WeightTile& tile, PanelScratch& 
     return;
   }
   std::vector<float>& panels = scratch.panels;
-  for_each_row_tile(W, tile, [&](int64_t r0, int64_t rows, const float* w) {
-    for (int64_t c0 = 0; c0 < rows; c0 += max_rows) {
-      const int64_t m = std::min(max_rows, rows - c0);
-      const float* wc = w + c0 * in;
-      if (panels.size() < static_cast<size_t>(m * in)) panels.resize(static_cast<size_t>(m * in));
-      transpose_to_panels([&](int64_t o, int64_t j) { return wc[o * in + j]; }, m, in, width, panels.data());
-      f(r0 + c0, m, static_cast<const float*>(panels.data()), width);
-    }
-  });
+  for_each_row_tile(
+      W, tile,
+      [&](int64_t r0, int64_t rows, const float* w) {
+        for (int64_t c0 = 0; c0 < rows; c0 += max_rows) {
+          const int64_t m = std::min(max_rows, rows - c0);
+          const float* wc = w + c0 * in;
+          if (panels.size() < static_cast<size_t>(m * in)) panels.resize(static_cast<size_t>(m * in));
+          transpose_to_panels([&](int64_t o, int64_t j) { return wc[o * in + j]; }, m, in, width,
+                              panels.data());
+          f(r0 + c0, m, static_cast<const float*>(panels.data()), width);
+        }
+      },
+      width);  // dequantised tiles of whole panels, as above
 }
 
 // c[t, o0 .. o0 + V·16) (+)= Σ over row t's dropped j in the chunk of x[t, j]·panel[j, o0 ..]:

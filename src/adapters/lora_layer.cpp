@@ -112,7 +112,8 @@ void LoraLayer::weight_norm(const FrozenMatrix& W, float* norm, AdapterScratch& 
 }
 
 void LoraLayer::forward(const float* x, int64_t n, const FrozenMatrix& W, float* y, const AdapterMode& mode,
-                        LoraSaved& saved, AdapterScratch& scratch, WeightTile& tile) const {
+                        LoraSaved& saved, AdapterScratch& scratch, WeightTile& tile,
+                        const float* known_norm) const {
   BIDORA_CHECK(W.rows() == out_ && W.cols() == in_,
                "LoRA layer {} {}: weight is [{}, {}], adapter expects [{}, {}]", layer_, linear_name(kind_),
                W.rows(), W.cols(), out_, in_);
@@ -134,14 +135,15 @@ void LoraLayer::forward(const float* x, int64_t n, const FrozenMatrix& W, float*
   saved.u.resize(n * r_);
   sgemm(false, true, n, r_, in_, 1.0f, xd, in_, A.data(), in_, 0.0f, saved.u.data(), r_);
   if (!dora_) {
-    if (y) sgemm(false, true, n, out_, r_, scaling_, saved.u.data(), r_, B.data(), r_, 1.0f, y, out_);
+    sgemm(false, true, n, out_, r_, scaling_, saved.u.data(), r_, B.data(), r_, 1.0f, y, out_);
     return;
   }
-  BIDORA_CHECK(y, "DoRA layer {} {}: the forward needs the frozen output x Wᵀ (its backward reads it)",
-               layer_, linear_name(kind_));
   saved.norm.resize(out_);
   saved.g.resize(out_);
-  weight_norm(W, saved.norm.data(), scratch, tile);
+  if (known_norm)
+    std::copy(known_norm, known_norm + out_, saved.norm.begin());
+  else
+    weight_norm(W, saved.norm.data(), scratch, tile);
   // A zero row of W + s·BA has no direction; PEFT would produce NaN. Keep such rows at zero.
   for (int64_t i = 0; i < out_; ++i) saved.g[i] = saved.norm[i] > 0.0f ? m[i] / saved.norm[i] : 0.0f;
   saved.z.resize(n * out_);

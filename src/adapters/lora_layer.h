@@ -14,7 +14,8 @@
 //             linear_backward_input for an adapted linear.
 //   A, B and m must not change between a forward and its backward (saved holds u, g, z).
 //   Gradient checkpointing: drop `saved`, replay forward with the same AdapterMode (same
-//   DropoutKey) before backward; the dropout mask and every saved value are reproduced exactly.
+//   DropoutKey) before backward, or keep `saved` from the first forward (the decoder does for
+//   down_proj, which it does not replay); either way the backward sees the same values.
 // Cost per call: LoRA adds 2·n·r·(in + out) flops. DoRA adds the norm (out·in·r for W Aᵀ, one
 // pass over W's rows, plus in·r²) and, with dropout in training, the frozen products on the
 // dropped inputs only (about p of a frozen GEMM in forward and in backward, dropped_product.h),
@@ -92,10 +93,12 @@ class LoraLayer {
   float dropout() const { return p_; }
   bool dora() const { return dora_; }
 
-  // y [n, out]: on entry x Wᵀ (no bias), on exit the adapted output (no bias). LoRA also takes
-  // y == nullptr: only `saved` is filled (a checkpoint replay whose output is not needed).
+  // y [n, out]: on entry x Wᵀ (no bias), on exit the adapted output (no bias). DoRA: known_norm,
+  // if given, is weight_norm for the current A and B (from an earlier forward over the same
+  // factors, e.g. the one a checkpoint replay repeats) and is used instead of computing it.
   void forward(const float* x, int64_t n, const FrozenMatrix& W, float* y, const AdapterMode& mode,
-               LoraSaved& saved, AdapterScratch& scratch, WeightTile& tile) const;
+               LoraSaved& saved, AdapterScratch& scratch, WeightTile& tile,
+               const float* known_norm = nullptr) const;
   // dy [n, out] → dx [n, in] (overwritten; nullptr to skip) and accumulated dA, dB, dm.
   void backward(const float* x, const float* dy, int64_t n, const FrozenMatrix& W, const LoraSaved& saved,
                 float* dx, const BackwardWants& wants, AdapterScratch& scratch, WeightTile& tile);

@@ -23,8 +23,7 @@ class InferenceAdapters final : public LinearAdapters {
   explicit InferenceAdapters(const AdapterSet& set);
 
   bool adapted(int64_t layer, LinearKind kind) const override { return set_.find(layer, kind) != nullptr; }
-  void set_state_per_layer(bool) override {}
-  bool backward_needs_output(int64_t, LinearKind) const override { return true; }  // no backward at all
+  void set_pass(Pass) override {}  // forwards only: nothing is kept for a backward
   void forward(int64_t layer, LinearKind kind, const FrozenMatrix& W, const float* x, int64_t n,
                float* y) override;
   // Throws: generation never differentiates.

@@ -213,16 +213,10 @@ void Decoder::layer_forward(int64_t l, const TokenBatch& b, float* x, const Laye
   linear(l, LinearKind::Gate, a.xn2, n, a.gate);
   linear(l, LinearKind::Up, a.xn2, n, a.up);
   swiglu_forward(a.gate, a.up, n * I, a.act);
-  if (replay) {
-    // The backward needs only a.act here (and an adapter's saved state): down_proj's product is
-    // ~30% of a replay's frozen FLOPs (Qwen2.5-0.5B shape), saved for every method but DoRA.
-    const bool adapted = adapters_ && adapters_->adapted(l, LinearKind::Down);
-    if (!adapted) return;
-    if (!adapters_->backward_needs_output(l, LinearKind::Down)) {
-      adapters_->forward(l, LinearKind::Down, L.W(LinearKind::Down), a.act, n, nullptr);
-      return;
-    }
-  }
+  // A replay stops here: the backward needs a.act, and down_proj's adapter kept its own state
+  // from the first forward (LinearAdapters::Pass::kCheckpointedTraining). Its product is ~30% of
+  // a replay's frozen FLOPs on the Qwen2.5-0.5B shape.
+  if (replay) return;
   linear(l, LinearKind::Down, a.act, n, tmp_.data());
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n * H; ++i) x[i] += tmp_[i];
@@ -274,7 +268,7 @@ const float* Decoder::forward(const TokenBatch& b) {
   validate_batch(b, c_);
   reserve(b.tokens());
   prepare_rope(b);
-  if (adapters_) adapters_->set_state_per_layer(false);  // no backward follows
+  if (adapters_) adapters_->set_pass(LinearAdapters::Pass::kForward);
   embed(b, x_.data());
   for (int64_t l = 0; l < c_.num_layers; ++l) layer_forward(l, b, x_.data(), acts_);
   rmsnorm_forward(x_.data(), w_.final_norm().data(), b.tokens(), c_.hidden_size,
@@ -307,7 +301,9 @@ LossSums Decoder::forward_backward(const TokenBatch& b, float grad_scale, std::v
                : carve(store_.data() + l * store_capacity_ * layer_floats_per_token(), store_capacity_);
   };
   prepare_rope(b);
-  if (adapters_) adapters_->set_state_per_layer(!checkpointing_);
+  if (adapters_)
+    adapters_->set_pass(checkpointing_ ? LinearAdapters::Pass::kCheckpointedTraining
+                                       : LinearAdapters::Pass::kStoredTraining);
 
   // Forward, keeping each layer's input (and, without checkpointing, all its activations).
   embed(b, x_.data());

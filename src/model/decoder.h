@@ -97,8 +97,8 @@ class Decoder {
   // Views for `cap` tokens over layer_floats_per_token() * cap floats starting at p.
   LayerActs carve(float* p, int64_t cap) const;
   // replay: a checkpointed layer recomputed for its backward, which reads the activations in `a`
-  // but not the layer's output (the next layer's checkpoint holds it): down_proj's product is
-  // skipped unless its adapter's backward needs it, and x is left unfinished.
+  // but not the layer's output (the next layer's checkpoint holds it): stops after the MLP
+  // activation, before down_proj, and leaves x unfinished.
   void layer_forward(int64_t l, const TokenBatch& b, float* x, const LayerActs& a, bool replay = false);
   // Backpropagates through layer l given the activations its forward left in `a`.
   void layer_backward(int64_t l, const TokenBatch& b, const float* x_in, const LayerActs& a, float* dx);

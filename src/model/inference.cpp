@@ -128,7 +128,7 @@ const float* InferenceDecoder::append(std::span<const int32_t> ids) {
   reserve(n);
   for (int64_t t = 0; t < n; ++t) positions_[t] = static_cast<int32_t>(p0 + t);
   prepare_rope(p0 + n);
-  if (adapters_) adapters_->set_state_per_layer(false);  // no backward follows
+  if (adapters_) adapters_->set_pass(LinearAdapters::Pass::kForward);
 
   const FrozenMatrix& E = w_.embed();
   for (int64_t t = 0; t < n; ++t) E.rows_f32(ids[t], 1, x_.data() + t * H);

@@ -66,14 +66,17 @@ void for_each_bf16_row_tile(const FrozenMatrix& W, WeightTile& tile, F&& f) {
 }
 
 // Calls f(r0, rows, w) over row tiles of W as float32 [rows, W.cols()] (W's own data in one call
-// when it is stored as f32).
+// when it is stored as f32). Tiles are whole multiples of row_multiple rows where the tile holds
+// that many (callers that cut tiles into fixed-width blocks avoid a narrow block per tile).
 template <typename F>
-void for_each_row_tile(const FrozenMatrix& W, WeightTile& tile, F&& f) {
+void for_each_row_tile(const FrozenMatrix& W, WeightTile& tile, F&& f, int64_t row_multiple = 1) {
   if (const float* w = W.f32_data()) {
     f(int64_t{0}, W.rows(), w);
     return;
   }
-  const int64_t step = std::min(W.rows(), tile.rows_per_tile(W.cols()));
+  int64_t step = tile.rows_per_tile(W.cols());
+  if (step >= row_multiple) step -= step % row_multiple;
+  step = std::min(W.rows(), step);
   for (int64_t r0 = 0; r0 < W.rows(); r0 += step) {
     const int64_t m = std::min(step, W.rows() - r0);
     W.rows_f32(r0, m, tile.data());

@@ -13,28 +13,31 @@ class LinearAdapters {
  public:
   virtual ~LinearAdapters() = default;
   virtual bool adapted(int64_t layer, LinearKind kind) const = 0;
-  // How the calls that follow are ordered, set by the decoder before each pass:
-  //   false: a backward of (layer, kind) comes right after a forward of the same (layer, kind)
-  //          with no other layer's forward in between (plain forward passes, and training with
-  //          gradient checkpointing, where each layer is replayed right before its backward):
-  //          state saved for the backward may be kept once per kind and overwritten by the next
-  //          layer;
-  //   true:  training without checkpointing: every layer's forward runs first, then the
-  //          backwards in reverse layer order, so the state of every (layer, kind) must survive
-  //          until its own backward.
-  virtual void set_state_per_layer(bool per_layer) = 0;
+  // How the calls that follow are ordered, set by the decoder before each pass.
+  enum class Pass {
+    // Forwards only (inference, evaluation): no backward follows; state may be overwritten by
+    // the next layer.
+    kForward,
+    // Training with gradient checkpointing: every layer's forward first; then, last layer first,
+    // each layer is replayed up to its MLP activation (its down_proj is NOT replayed: the
+    // layer's output is the next layer's checkpoint) and its backwards run. So the state
+    // down_proj's forward saved must survive until its backward, one per layer (u [n, r], and for
+    // DoRA z [n, H]: cheaper to keep than a replayed down_proj product); the other kinds' state
+    // is refilled by the replay and may be kept once per kind.
+    kCheckpointedTraining,
+    // Training without checkpointing: every layer's forward runs first, then the backwards in
+    // reverse layer order, so the state of every (layer, kind) must survive until its own
+    // backward.
+    kStoredTraining,
+  };
+  virtual void set_pass(Pass pass) = 0;
   // x [n, in]; y [n, out] holds x·Wᵀ (no bias) and receives the adapted output (no bias).
   // Must be deterministic for a given training step, so that a checkpointed layer's replay
   // reproduces it (dropout masks included).
   virtual void forward(int64_t layer, LinearKind kind, const FrozenMatrix& W, const float* x, int64_t n,
                        float* y) = 0;
-  // Whether the backward of (layer, kind) needs the forward's output (DoRA's magnitude gradient
-  // reads x·Wᵀ). When it does not, a checkpoint replay whose output nobody reads (down_proj: the
-  // layer's output is the next layer's checkpoint) calls forward with y == nullptr, which only
-  // records the state backward needs, and skips the frozen product.
-  virtual bool backward_needs_output(int64_t layer, LinearKind kind) const = 0;
-  // Backward of the last forward of the same (layer, kind) (see set_state_per_layer), with the
-  // same x. Overwrites dx [n, in] with the full input gradient (the frozen part included) and
+  // Backward of the last forward of the same (layer, kind) (see Pass), with the same x.
+  // Overwrites dx [n, in] with the full input gradient (the frozen part included) and
   // accumulates the parameter gradients.
   virtual void backward(int64_t layer, LinearKind kind, const FrozenMatrix& W, const float* x,
                         const float* dy, int64_t n, float* dx) = 0;

@@ -1,6 +1,7 @@
 #include "model/memory_model.h"
 
 #include <algorithm>
+#include <string_view>
 
 #include "core/error.h"
 #include "model/decoder.h"
@@ -18,11 +19,12 @@ bool targeted(const TrainingShape& s, const char* name) {
   return std::find(s.targets.begin(), s.targets.end(), name) != s.targets.end();
 }
 
-// Floats per token an adapted Linear saves for its backward (LoraSaved: u [N, r], DoRA's z [N, out]).
-int64_t adapter_saved_floats_per_token(const ModelConfig& c, const TrainingShape& s) {
+// Floats per token the adapted Linears of a layer save for their backward (LoraSaved: u [N, r],
+// DoRA's z [N, out]); only_down: down_proj's alone.
+int64_t adapter_saved_floats_per_token(const ModelConfig& c, const TrainingShape& s, bool only_down = false) {
   int64_t f = 0;
   for (const auto& l : block_linear_shapes(c)) {
-    if (!targeted(s, l.name)) continue;
+    if (!targeted(s, l.name) || (only_down && std::string_view(l.name) != "down_proj")) continue;
     f += s.lora_rank;
     if (s.dora) f += l.out;
   }
@@ -146,16 +148,24 @@ MemoryEstimate estimate_training_memory(const ModelConfig& c, WeightStorage stor
   if (s.bilevel) e.adapter += directions * kF32 * 2 + magnitudes * kF64 * 2;
   e.optimizer = optimizer * L;
 
-  // Kept across layers: the checkpoints, and without checkpointing every layer's activations
-  // and adapter state.
+  // Kept across layers: the checkpoints and down_proj's adapter state (a replay does not run
+  // down_proj), and without checkpointing every layer's activations and adapter state.
   const int64_t saved = adapter_saved_floats_per_token(c, s);
-  e.activations = L * N * H * A;
-  if (!s.gradient_checkpointing) e.activations += L * N * (layer_activation_floats(c) + saved) * A;
+  const int64_t saved_down = adapter_saved_floats_per_token(c, s, /*only_down=*/true);
+  e.activations = L * N * (H + saved_down) * A;
+  if (!s.gradient_checkpointing)
+    e.activations += L * N * (layer_activation_floats(c) + saved - saved_down) * A;
+  if (s.gradient_checkpointing && s.dora) {  // the row norms the replay reuses, [out] per linear
+    int64_t outs = 0;
+    for (const auto& l : block_linear_shapes(c))
+      if (targeted(s, l.name)) outs += l.out;
+    e.activations += L * outs * kF32;
+  }
 
   // One layer's working set (decoder.h's shared buffers and the adapters' scratch).
   int64_t layer = 2 * H + layer_activation_floats(c);         // residual stream + o/down output, block
   layer += 3 * H + std::max({H, I, Q}) + Q + 2 * KV + 3 * I;  // gradient buffers
-  if (s.gradient_checkpointing) layer += saved;               // one slot per Linear kind
+  if (s.gradient_checkpointing) layer += saved - saved_down;  // one slot per replayed kind
   if (s.dropout > 0) layer += 2 * max_in;                     // dropped input, its gradient
   if (s.dora) layer += max_out;                               // dy ⊙ g
   e.layer = N * layer * A;

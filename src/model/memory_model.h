@@ -29,7 +29,9 @@
 //                f32 absmax per 256 values and moment, for tensors of >= 4096 values, and f32
 //                moments for smaller ones (DoRA magnitudes of narrow layers).
 //   activations  what a training pass keeps across layers for the backward:
-//                  with gradient checkpointing: every layer's input [N, H] (the checkpoints);
+//                  with gradient checkpointing: every layer's input [N, H] (the checkpoints)
+//                  and down_proj's adapter state, which the replay does not recompute (u [N, r],
+//                  DoRA's z [N, H]), and DoRA's row norms [out] per adapted linear;
 //                  without: the same, plus every layer's activation store
 //                  (layer_activation_floats(), decoder.h: norm outputs and inverse rms, q/k after
 //                  RoPE, v, attention output and log-sum-exp, the residual after attention,
@@ -40,7 +42,7 @@
 //                shared activation block [N, layer_activation_floats], the backward's gradient
 //                buffers (dx, d_mid, d_norm [N, H] x 3, a [N, max(H, I, Q)] accumulator, dq
 //                [N, Q], dk and dv [N, KV], d_act, d_gate, d_up [N, I] x 3); with checkpointing
-//                the adapters' saved state of one layer (one slot per targeted Linear kind);
+//                the adapters' saved state of one layer (one slot per replayed Linear kind);
 //                the adapters' scratch: with dropout the dropped input and its gradient
 //                [N, max in] x 2, for DoRA the row-scaled gradient [N, max out], and for DoRA
 //                with dropout the dropped-position set (~p of the inputs: an int32 column and an

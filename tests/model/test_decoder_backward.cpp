@@ -45,19 +45,14 @@ class DenseDelta final : public LinearAdapters {
   bool adapted(int64_t layer, LinearKind k) const override {
     return params.count({layer, static_cast<int>(k)}) > 0;
   }
-  // Stateless (backward gets x from the decoder): nothing to keep per layer. Recorded so the
-  // tests can check what the decoder announces.
-  void set_state_per_layer(bool per_layer) override { state_per_layer = per_layer; }
-  bool state_per_layer = false;
-  // The backward reads x only: a replay may skip the output (y == nullptr).
-  bool backward_needs_output(int64_t, LinearKind) const override { return false; }
-  int64_t output_free_forwards = 0;
+  // Stateless (backward gets x from the decoder): nothing to keep. Recorded so the tests can
+  // check what the decoder announces and which forwards it runs.
+  void set_pass(Pass p) override { pass = p; }
+  Pass pass = Pass::kForward;
+  std::map<std::pair<int64_t, int>, int> forwards;
   void forward(int64_t layer, LinearKind k, const FrozenMatrix&, const float* x, int64_t n,
                float* y) override {
-    if (!y) {
-      ++output_free_forwards;
-      return;
-    }
+    ++forwards[{layer, static_cast<int>(k)}];
     const Param& P = params.at({layer, static_cast<int>(k)});
     sgemm(false, true, n, P.out, P.in, 1.0f, x, P.in, P.p.data(), P.in, 1.0f, y, P.out);
   }
@@ -93,12 +88,16 @@ TEST_P(DecoderBackward, AdapterGradientsMatchFiniteDifferences) {
   dec.set_gradient_checkpointing(checkpointing);
 
   const LossSums trained = dec.forward_backward(b, 1.0f);
-  EXPECT_EQ(delta.state_per_layer, !checkpointing);
-  // The replay of layer 0 skips its down_proj output (this adapter's backward does not read it);
-  // the gradients below still match finite differences.
-  EXPECT_EQ(delta.output_free_forwards, checkpointing ? 1 : 0);
+  using Pass = LinearAdapters::Pass;
+  EXPECT_EQ(delta.pass, checkpointing ? Pass::kCheckpointedTraining : Pass::kStoredTraining);
+  // A checkpoint replay runs every adapted linear of its layer again but for down_proj, whose
+  // state the first forward kept; the gradients below still match finite differences.
+  for (const auto& [key, count] : delta.forwards)
+    EXPECT_EQ(count, checkpointing && LinearKind(key.second) != LinearKind::Down ? 2 : 1)
+        << "layer " << key.first << " " << linear_name(LinearKind(key.second));
+  EXPECT_EQ(delta.forwards.size(), delta.params.size());
   const LossSums plain = dec.loss(b);
-  EXPECT_FALSE(delta.state_per_layer);  // a plain forward never needs per-layer state
+  EXPECT_EQ(delta.pass, Pass::kForward);  // a plain forward keeps nothing for a backward
   EXPECT_NEAR(trained.sum, plain.sum, 1e-9 * std::abs(plain.sum));
   EXPECT_EQ(trained.count, plain.count);
 
