@@ -87,7 +87,8 @@ BENCHMARK(BM_LayerStep)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-// DoRA's pieces on their own. Args: in, out.
+// DoRA's pieces on their own. Args: in, out (and for the products: bf16 compute, whose inputs are
+// rounded to bf16 and multiplied by AVX512_BF16 dot products where built).
 struct Pieces {
   int64_t in, out;
   FrozenMatrix W;
@@ -118,12 +119,14 @@ void BM_FindDropped(benchmark::State& state) {
 }
 void BM_DroppedTimesWt(benchmark::State& state) {
   Pieces p(state.range(0), state.range(1));
+  p.tile.set_bf16_compute(state.range(2) != 0);
   for (auto _ : state) dropped_times_wt(p.x.data(), p.set, p.W, p.tile, p.transposed, p.c.data(), p.out);
   state.counters["GFLOP/s"] = benchmark::Counter(2e-9 * static_cast<double>(p.set.nnz()) * p.out,
                                                  benchmark::Counter::kIsIterationInvariantRate);
 }
 void BM_SampledDyTimesW(benchmark::State& state) {
   Pieces p(state.range(0), state.range(1));
+  p.tile.set_bf16_compute(state.range(2) != 0);
   for (auto _ : state)
     sampled_dy_times_w(p.dy.data(), p.scale.data(), p.set, p.W, p.tile, p.transposed, p.acc);
   state.counters["GFLOP/s"] = benchmark::Counter(2e-9 * static_cast<double>(p.set.nnz()) * p.out,
@@ -139,13 +142,13 @@ void BM_DenseBf16Gemm(benchmark::State& state) {  // the frozen product the piec
 }
 BENCHMARK(BM_FindDropped)->Args({896, 4864})->Args({4864, 896})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_DroppedTimesWt)
-    ->Args({896, 4864})
-    ->Args({4864, 896})
+    ->ArgsProduct({{896}, {4864}, {0, 1}})
+    ->ArgsProduct({{4864}, {896}, {0, 1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_SampledDyTimesW)
-    ->Args({896, 4864})
-    ->Args({4864, 896})
+    ->ArgsProduct({{896}, {4864}, {0, 1}})
+    ->ArgsProduct({{4864}, {896}, {0, 1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_DenseBf16Gemm)

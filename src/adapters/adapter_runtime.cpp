@@ -3,8 +3,8 @@
 namespace bidora {
 
 LoraSaved& AdapterRuntime::saved(int64_t layer, LinearKind kind) {
-  const bool per_layer = pass_ == Pass::kStoredTraining ||
-                         (pass_ == Pass::kCheckpointedTraining && kind == LinearKind::Down);
+  const bool per_layer =
+      pass_ == Pass::kStoredTraining || (pass_ == Pass::kCheckpointedTraining && kind == LinearKind::Down);
   const int64_t slot = (per_layer ? layer * kNumLinearKinds : 0) + static_cast<int>(kind);
   return saved_[static_cast<size_t>(slot)];
 }

@@ -15,9 +15,7 @@ namespace bidora {
 class AdapterRuntime final : public LinearAdapters {
  public:
   explicit AdapterRuntime(AdapterSet& set)
-      : set_(set),
-        saved_(static_cast<size_t>(set.num_layers()) * kNumLinearKinds),
-        norms_(saved_.size()) {}
+      : set_(set), saved_(static_cast<size_t>(set.num_layers()) * kNumLinearKinds), norms_(saved_.size()) {}
 
   // Training flag and dropout key for the passes that follow. Use one key per micro-batch and
   // keep it for every pass over that micro-batch (forward, replay, backward; BiDoRA's

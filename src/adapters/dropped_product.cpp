@@ -6,6 +6,9 @@
 #include <type_traits>
 
 #include <omp.h>
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#endif
 
 #include "adapters/dropout.h"
 #include "core/error.h"
@@ -57,12 +60,34 @@ inline void load_bf16_group(const uint16_t* p, Lanes& first, Lanes& second) {
   first = __builtin_bit_cast(Lanes, w << 16);
   second = __builtin_bit_cast(Lanes, w & 0xFFFF0000u);
 }
-// Where output o of a bf16 panel `width` wide is stored in a panel row: interleaved within the
-// whole groups of 32, in order in the tail.
-inline int64_t bf16_panel_position(int64_t o, int64_t width) {
+// With bf16 compute (the tile's bf16_compute, model.compute_dtype bf16) the products take their
+// activations rounded to bf16, as the frozen GEMMs do, and, where the CPU has AVX512_BF16, run on
+// its bf16 dot products (two multiply-adds per float lane, summed in f32): the layout kDot below.
+#if defined(__AVX512BF16__)
+constexpr bool kHaveBf16Dot = true;
+#else
+constexpr bool kHaveBf16Dot = false;
+#endif
+
+// How a bf16 panel orders the outputs of each whole group of 32 in a row (the tail is in order):
+//   kWiden: output i at 2i, output 16 + i at 2i + 1 (load_bf16_group's two vectors);
+//   kDot:   for each 128-bit lane L, outputs 4L..4L+3 at 8L..8L+3 and 16+4L..16+4L+3 at 8L+4..8L+7,
+//           which is how vpunpcklwd / vpunpckhwd of two rows (and vpackusdw of two float vectors
+//           of 16 outputs) interleave them: the dot kernels' accumulators then hold outputs in order.
+enum class Bf16Layout { kWiden, kDot };
+inline int64_t bf16_panel_position(int64_t o, int64_t width, Bf16Layout layout) {
   if (o >= width / kGroup * kGroup) return o;
   const int64_t i = o % kGroup;
-  return o - i + (i < kLanes ? 2 * i : 2 * (i - kLanes) + 1);
+  if (layout == Bf16Layout::kWiden) return o - i + (i < kLanes ? 2 * i : 2 * (i - kLanes) + 1);
+  const int64_t h = i / kLanes, q = i % kLanes;  // half (0: outputs 0..15, 1: 16..31), index in it
+  return o - i + 8 * (q / 4) + 4 * h + q % 4;
+}
+// Round-to-nearest-even to bf16 as f32_to_bf16 (core/half.h), on 16 lanes (NaN stays NaN).
+inline Lanes round_lanes_to_bf16(Lanes v) {
+  const Words u = __builtin_bit_cast(Words, v);
+  const Words r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+  const Words nan = __builtin_bit_cast(Words, v != v);
+  return __builtin_bit_cast(Lanes, (r & ~nan) | ((Words{} + 0x7fc00000u) & nan));
 }
 // A panel element as float (the scalar tails read both panel types through it).
 inline float panel_value(float w) {
@@ -92,9 +117,10 @@ inline int64_t first_at_or_after(const int32_t* cols, int64_t count, int64_t j) 
 // keep a panel on few pages and cache sets (a plain [in, rows] transpose put each input's slice
 // of a panel on its own page: TLB misses on every dropped input). `src(o, j)` reads
 // W[r0 + o, j] as a T: float (stored at position o of a panel row) or bf16 bits (at
-// bf16_panel_position(o)).
+// bf16_panel_position(o, layout)).
 template <typename T, typename Src>
-void transpose_to_panels(Src&& src, int64_t rows, int64_t in, int64_t width, T* panels) {
+void transpose_to_panels(Src&& src, int64_t rows, int64_t in, int64_t width, T* panels,
+                         Bf16Layout layout = Bf16Layout::kWiden) {
   const int64_t blocks = (rows + width - 1) / width;
   const int64_t jblocks = (in + kTransposeBlock - 1) / kTransposeBlock;
 #pragma omp parallel for collapse(2) schedule(static)
@@ -105,46 +131,59 @@ void transpose_to_panels(Src&& src, int64_t rows, int64_t in, int64_t width, T* 
       const int64_t j0 = jb * kTransposeBlock, j1 = std::min(in, j0 + kTransposeBlock);
       for (int64_t o = 0; o < pw; ++o) {
         int64_t at = o;
-        if constexpr (std::is_same_v<T, uint16_t>) at = bf16_panel_position(o, pw);
+        if constexpr (std::is_same_v<T, uint16_t>) at = bf16_panel_position(o, pw, layout);
         for (int64_t j = j0; j < j1; ++j) panel[j * pw + at] = src(o0 + o, j);
       }
     }
 }
 
-// f(r0, rows, panels, width) over W's rows as panels (transpose_to_panels), tiles no larger than
-// the weight tile. bf16 weights are read in place into bf16 panels (exact, half the bytes);
-// other storages go through float32 row tiles into float32 panels. f is called with a
+// f(r0, rows, panels, width, layout) over W's rows as panels (transpose_to_panels), tiles no
+// larger than the weight tile. bf16 weights are read in place into bf16 panels (exact, half the
+// bytes); other storages go through float32 row tiles into float32 panels, or with bf16 compute
+// into bf16 panels of the rounded weights (the frozen GEMMs' rounding). f is called with a
 // const float* or a const uint16_t* panel pointer.
 template <typename F>
 void for_each_panel_tile(const FrozenMatrix& W, WeightTile& tile, PanelScratch& scratch, F&& f) {
   const int64_t in = W.cols(), width = kPanelWidth;
+  const bool round = tile.bf16_compute();
+  const Bf16Layout layout = round && kHaveBf16Dot ? Bf16Layout::kDot : Bf16Layout::kWiden;
   int64_t max_rows = std::max<int64_t>(1, static_cast<int64_t>(tile.capacity()) / std::max<int64_t>(in, 1));
   // Whole panels per tile where the tile holds one: a tile of, say, 215 rows would end in an
   // 87-wide panel whose last columns take the scalar path.
   if (max_rows >= width) max_rows -= max_rows % width;
+  auto grow16 = [&](int64_t m) {
+    if (scratch.panels16.size() < static_cast<size_t>(m * in))
+      scratch.panels16.resize(static_cast<size_t>(m * in));
+    return scratch.panels16.data();
+  };
   if (const uint16_t* w16 = W.bf16_data()) {
     for (int64_t r0 = 0; r0 < W.rows(); r0 += max_rows) {
       const int64_t m = std::min(max_rows, W.rows() - r0);
       const uint16_t* w = w16 + r0 * in;
-      if (scratch.panels16.size() < static_cast<size_t>(m * in))
-        scratch.panels16.resize(static_cast<size_t>(m * in));
-      transpose_to_panels([&](int64_t o, int64_t j) { return w[o * in + j]; }, m, in, width,
-                          scratch.panels16.data());
-      f(r0, m, static_cast<const uint16_t*>(scratch.panels16.data()), width);
+      uint16_t* panels = grow16(m);
+      transpose_to_panels([&](int64_t o, int64_t j) { return w[o * in + j]; }, m, in, width, panels, layout);
+      f(r0, m, static_cast<const uint16_t*>(panels), width, layout);
     }
     return;
   }
-  std::vector<float>& panels = scratch.panels;
   for_each_row_tile(
       W, tile,
       [&](int64_t r0, int64_t rows, const float* w) {
         for (int64_t c0 = 0; c0 < rows; c0 += max_rows) {
           const int64_t m = std::min(max_rows, rows - c0);
           const float* wc = w + c0 * in;
-          if (panels.size() < static_cast<size_t>(m * in)) panels.resize(static_cast<size_t>(m * in));
-          transpose_to_panels([&](int64_t o, int64_t j) { return wc[o * in + j]; }, m, in, width,
-                              panels.data());
-          f(r0 + c0, m, static_cast<const float*>(panels.data()), width);
+          if (round) {
+            uint16_t* p16 = grow16(m);
+            transpose_to_panels([&](int64_t o, int64_t j) { return f32_to_bf16(wc[o * in + j]); }, m, in,
+                                width, p16, layout);
+            f(r0 + c0, m, static_cast<const uint16_t*>(p16), width, layout);
+            continue;
+          }
+          std::vector<float>& buf = scratch.panels;
+          if (buf.size() < static_cast<size_t>(m * in)) buf.resize(static_cast<size_t>(m * in));
+          float* panels = buf.data();
+          transpose_to_panels([&](int64_t o, int64_t j) { return wc[o * in + j]; }, m, in, width, panels);
+          f(r0 + c0, m, static_cast<const float*>(panels), width, layout);
         }
       },
       width);  // dequantised tiles of whole panels, as above
@@ -219,6 +258,66 @@ void for_each_panel_chunk(const DroppedSet& set, const T* tile_panels, int64_t r
   }
 }
 
+#if defined(__AVX512BF16__)
+// dropped_row_pass on a kDot panel with bf16 dot products: the (already bf16-rounded) dropped
+// inputs go in pairs, whose two panel rows vpunpck{l,h}wd interleaves so that each float lane
+// gets x_a·W[o, a] + x_b·W[o, b] (a lone last input pairs with zeros). G groups of 32 columns.
+template <int G>
+inline void dropped_row_pass_dot(const float* xv, const int32_t* cols, int64_t count, const uint16_t* wt,
+                                 int64_t width, bool add, float* ct) {
+  __m512 a[2 * G];
+#pragma GCC unroll 8
+  for (int v = 0; v < 2 * G; ++v) a[v] = add ? _mm512_loadu_ps(ct + v * kLanes) : _mm512_setzero_ps();
+  auto bits = [](float f) { return std::bit_cast<uint32_t>(f) >> 16; };
+  for (int64_t k = 0; k < count; k += 2) {
+    const bool pair = k + 1 < count;
+    const uint32_t xs = bits(xv[k]) | (pair ? bits(xv[k + 1]) << 16 : 0u);
+    const __m512bh xp = (__m512bh)_mm512_set1_epi32(static_cast<int>(xs));
+    const uint16_t* ra = wt + static_cast<int64_t>(cols[k]) * width;
+    const uint16_t* rb = pair ? wt + static_cast<int64_t>(cols[k + 1]) * width : nullptr;
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g) {
+      const __m512i wa = _mm512_loadu_si512(ra + g * kGroup);
+      const __m512i wb = pair ? _mm512_loadu_si512(rb + g * kGroup) : _mm512_setzero_si512();
+      a[2 * g] = _mm512_dpbf16_ps(a[2 * g], (__m512bh)_mm512_unpacklo_epi16(wa, wb), xp);
+      a[2 * g + 1] = _mm512_dpbf16_ps(a[2 * g + 1], (__m512bh)_mm512_unpackhi_epi16(wa, wb), xp);
+    }
+  }
+#pragma GCC unroll 8
+  for (int v = 0; v < 2 * G; ++v) _mm512_storeu_ps(ct + v * kLanes, a[v]);
+}
+
+// 16 floats rounded to bf16, as 32-bit lanes holding the bf16 in their low half.
+inline __m512i bf16_bits_low(Lanes v) {
+  return __builtin_bit_cast(__m512i, __builtin_bit_cast(Words, round_lanes_to_bf16(v)) >> 16);
+}
+
+// sampled_row_pass on a kDot panel: dy·scale for the block's 32·G outputs, rounded to bf16 and
+// packed in the panel's order (vpackusdw of two vectors of 16 outputs), dotted with each dropped
+// input's panel row by bf16 dot products.
+template <int G>
+inline void sampled_row_pass_dot(const float* d, const float* scale, const int32_t* cols, int64_t count,
+                                 const uint16_t* wt, int64_t width, float* acc) {
+  __m512bh ds[G];
+#pragma GCC unroll 4
+  for (int g = 0; g < G; ++g) {
+    Lanes lo = load(d + g * kGroup), hi = load(d + g * kGroup + kLanes);
+    if (scale) {
+      lo *= load(scale + g * kGroup);
+      hi *= load(scale + g * kGroup + kLanes);
+    }
+    ds[g] = (__m512bh)_mm512_packus_epi32(bf16_bits_low(lo), bf16_bits_low(hi));
+  }
+  for (int64_t k = 0; k < count; ++k) {
+    const uint16_t* wr = wt + static_cast<int64_t>(cols[k]) * width;
+    __m512 a = _mm512_dpbf16_ps(_mm512_setzero_ps(), ds[0], (__m512bh)_mm512_loadu_si512(wr));
+#pragma GCC unroll 4
+    for (int g = 1; g < G; ++g) a = _mm512_dpbf16_ps(a, ds[g], (__m512bh)_mm512_loadu_si512(wr + g * kGroup));
+    acc[k] += horizontal_sum(__builtin_bit_cast(Lanes, a));
+  }
+}
+#endif
+
 void dropped_times_wt_panels(const float* x, const DroppedSet& set, const FrozenMatrix& W, WeightTile& tile,
                              PanelScratch& scratch, float* c, int64_t ldc) {
   const int64_t in = W.cols();
@@ -227,11 +326,16 @@ void dropped_times_wt_panels(const float* x, const DroppedSet& set, const Frozen
   // that evicted the panel from L2).
   std::vector<float>& gathered = scratch.gathered;
   gathered.resize(static_cast<size_t>(set.nnz()));
+  const bool round = tile.bf16_compute();  // the inputs as the bf16 frozen GEMM takes them
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < set.n; ++t)
-    for (int64_t k = set.offsets[t]; k < set.offsets[t + 1]; ++k) gathered[k] = x[t * in + set.cols[k]];
+    for (int64_t k = set.offsets[t]; k < set.offsets[t + 1]; ++k) {
+      const float v = x[t * in + set.cols[k]];
+      gathered[k] = round ? round_to_bf16(v) : v;
+    }
   for_each_panel_tile(
-      W, tile, scratch, [&](int64_t r0, int64_t rows, const auto* tile_panels, int64_t block) {
+      W, tile, scratch,
+      [&](int64_t r0, int64_t rows, const auto* tile_panels, int64_t block, Bf16Layout layout) {
         using T = std::remove_cv_t<std::remove_pointer_t<decltype(tile_panels)>>;
         for_each_panel_chunk(
             set, tile_panels, rows, in, block, chunk_rows(sizeof(T)),
@@ -243,6 +347,14 @@ void dropped_times_wt_panels(const float* x, const DroppedSet& set, const Frozen
               const bool add = !first;
               int64_t o = 0;
               if constexpr (std::is_same_v<T, uint16_t>) {
+#if defined(__AVX512BF16__)
+                if (layout == Bf16Layout::kDot) {
+                  for (; o + 4 * kGroup <= width; o += 4 * kGroup)
+                    dropped_row_pass_dot<4>(xv, cols, count, wt + o, width, add, ct + o);
+                  for (; o + kGroup <= width; o += kGroup)
+                    dropped_row_pass_dot<1>(xv, cols, count, wt + o, width, add, ct + o);
+                }
+#endif
                 for (; o + 4 * kGroup <= width; o += 4 * kGroup)
                   dropped_row_pass_bf16<4>(xv, cols, count, wt + o, width, add, ct + o);
                 for (; o + kGroup <= width; o += kGroup)
@@ -280,15 +392,18 @@ inline void sampled_row_pass(const float* d, const float* scale, const int32_t* 
   }
 }
 
-// sampled_row_pass on a bf16 panel: G groups of 32 columns. The products are summed in the
-// same order as the float32 kernel's (vectors of columns 0..15, 16..31, ...).
+// sampled_row_pass on a kWiden bf16 panel: G groups of 32 columns (round: dy·scale rounded to
+// bf16 first). The products are summed in the same order as the float32 kernel's (vectors of
+// columns 0..15, 16..31, ...).
 template <int G>
 inline void sampled_row_pass_bf16(const float* d, const float* scale, const int32_t* cols, int64_t count,
-                                  const uint16_t* wt, int64_t width, float* acc) {
+                                  const uint16_t* wt, int64_t width, bool round, float* acc) {
   Lanes ds[2 * G];
 #pragma GCC unroll 8
-  for (int v = 0; v < 2 * G; ++v)
+  for (int v = 0; v < 2 * G; ++v) {
     ds[v] = scale ? load(d + v * kLanes) * load(scale + v * kLanes) : load(d + v * kLanes);
+    if (round) ds[v] = round_lanes_to_bf16(ds[v]);
+  }
   for (int64_t k = 0; k < count; ++k) {
     const uint16_t* wr = wt + static_cast<int64_t>(cols[k]) * width;
     Lanes first, second;
@@ -310,8 +425,10 @@ void sampled_dy_times_w_panels(const float* dy, const float* col_scale, const Dr
                                std::vector<float>& acc) {
   const int64_t in = W.cols(), out = W.rows();
   acc.assign(static_cast<size_t>(set.nnz()), 0.0f);
+  const bool round = tile.bf16_compute();  // dy·scale as the bf16 frozen GEMM takes it
   for_each_panel_tile(
-      W, tile, scratch, [&](int64_t r0, int64_t rows, const auto* tile_panels, int64_t block) {
+      W, tile, scratch,
+      [&](int64_t r0, int64_t rows, const auto* tile_panels, int64_t block, Bf16Layout layout) {
         using T = std::remove_cv_t<std::remove_pointer_t<decltype(tile_panels)>>;
         for_each_panel_chunk(
             set, tile_panels, rows, in, block, chunk_rows(sizeof(T)),
@@ -323,10 +440,22 @@ void sampled_dy_times_w_panels(const float* dy, const float* col_scale, const Dr
               float* a = acc.data() + k0;
               int64_t o = 0;
               if constexpr (std::is_same_v<T, uint16_t>) {
+#if defined(__AVX512BF16__)
+                if (layout == Bf16Layout::kDot) {
+                  for (; o + 4 * kGroup <= width; o += 4 * kGroup)
+                    sampled_row_pass_dot<4>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width,
+                                            a);
+                  for (; o + kGroup <= width; o += kGroup)
+                    sampled_row_pass_dot<1>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width,
+                                            a);
+                }
+#endif
                 for (; o + 4 * kGroup <= width; o += 4 * kGroup)
-                  sampled_row_pass_bf16<4>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width, a);
+                  sampled_row_pass_bf16<4>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width,
+                                           round, a);
                 for (; o + kGroup <= width; o += kGroup)
-                  sampled_row_pass_bf16<1>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width, a);
+                  sampled_row_pass_bf16<1>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width,
+                                           round, a);
               } else {
                 for (; o + kPass <= width; o += kPass)
                   sampled_row_pass<8>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width, a);
@@ -334,7 +463,9 @@ void sampled_dy_times_w_panels(const float* dy, const float* col_scale, const Dr
                   sampled_row_pass<1>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width, a);
               }
               for (; o < width; ++o) {  // the tail (a bf16 panel stores it in order)
-                const float dso = scale ? d[o] * scale[o] : d[o];
+                const float dso = round   ? round_to_bf16(scale ? d[o] * scale[o] : d[o])
+                                  : scale ? d[o] * scale[o]
+                                          : d[o];
                 for (int64_t k = 0; k < count; ++k) a[k] += dso * panel_value(wt[cols[k] * width + o]);
               }
             });

@@ -60,10 +60,11 @@ void dropout_apply_dropped(const float* x, const DroppedSet& set, float p, float
 void dropout_backward_add_dropped(const float* g, const float* sampled, const DroppedSet& set, float p,
                                   float* acc);
 
-// Grow-only scratch: one tile of panels and the gathered dropped inputs.
+// Grow-only scratch: one tile of panels and the gathered dropped inputs. (Transparent huge pages
+// for the panels, against the TLB misses of random rows, measured slower here.)
 struct PanelScratch {
-  std::vector<float> panels;       // float32 panels (weights not stored bf16)
-  std::vector<uint16_t> panels16;  // bf16 panels (bf16 weights)
+  std::vector<float> panels;       // float32 panels (weights not stored bf16, f32 compute)
+  std::vector<uint16_t> panels16;  // bf16 panels
   std::vector<float> gathered;     // the dropped inputs' values, in the set's order
 };
 

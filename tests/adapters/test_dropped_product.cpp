@@ -1,6 +1,7 @@
 // The products on dropout's dropped inputs (DoRA with dropout): the dropped set is exactly the
 // complement of dropout_keep, and both kernels equal a naive double product over several weight
-// tiles, transposed chunks and column blocks (out > 128 and not a multiple of the block).
+// tiles, transposed chunks and column blocks (out > 128 and not a multiple of the block), on f32
+// operands or, with bf16 compute, on bf16-rounded ones (AVX512_BF16 dot products where built).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,6 +12,7 @@
 #include "adapter_test_util.h"
 #include "adapters/dropout.h"
 #include "adapters/dropped_product.h"
+#include "core/half.h"
 #include "model/linear.h"
 
 namespace bidora {
@@ -18,7 +20,8 @@ namespace {
 
 struct Case {
   WeightStorage storage;
-  int64_t tile_rows;  // rows per weight tile (f32 storage chunks the whole matrix by it instead)
+  int64_t tile_rows;          // rows per weight tile (f32 storage chunks the whole matrix by it instead)
+  bool bf16_compute = false;  // inputs and weights rounded to bf16 (AVX512_BF16 dot products)
 };
 
 class DroppedProduct : public ::testing::TestWithParam<Case> {};
@@ -32,8 +35,15 @@ TEST_P(DroppedProduct, MatchesNaiveDouble) {
       FrozenMatrix::from_f32(test::random_vec(out * in, 21, 0.4f), out, in, GetParam().storage);
   const std::vector<double> w = test::dense_weight(W);
   WeightTile tile(static_cast<size_t>(GetParam().tile_rows * in));
+  const bool bf16 = GetParam().bf16_compute;
+  tile.set_bf16_compute(bf16);
   const std::vector<float> x = test::random_vec(n * in, 22), dy = test::random_vec(n * out, 23),
                            scale = test::random_vec(out, 24);
+  // What the products multiply: with bf16 compute, x, W and dy·scale (formed in f32) rounded to
+  // bf16, as the frozen GEMMs round theirs.
+  auto r = [&](double v) { return bf16 ? static_cast<double>(round_to_bf16(static_cast<float>(v))) : v; };
+  std::vector<double> wr(w.size());
+  for (size_t i = 0; i < w.size(); ++i) wr[i] = r(w[i]);
 
   DroppedSet set;
   find_dropped(n, in, p, stream, row0, set);
@@ -57,37 +67,52 @@ TEST_P(DroppedProduct, MatchesNaiveDouble) {
   sampled_dy_times_w(dy.data(), scale.data(), set, W, tile, transposed, sampled);
   ASSERT_EQ(sampled.size(), static_cast<size_t>(set.nnz()));
 
-  double worst_c = 0, worst_s = 0;
+  // worst_*: against the operands the mode multiplies; unrounded_*: against exact f32 operands.
+  double worst_c = 0, worst_s = 0, unrounded_c = 0, unrounded_s = 0;
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t o = 0; o < out; ++o) {
-      double ref = 0, mag = 0;
+      double ref = 0, mag = 0, exact = 0;
       for (int64_t k = set.offsets[t]; k < set.offsets[t + 1]; ++k) {
-        ref += x[t * in + set.cols[k]] * w[o * in + set.cols[k]];
-        mag += std::abs(x[t * in + set.cols[k]] * w[o * in + set.cols[k]]);
+        const int64_t j = set.cols[k];
+        ref += r(x[t * in + j]) * wr[o * in + j];
+        mag += std::abs(r(x[t * in + j]) * wr[o * in + j]);
+        exact += x[t * in + j] * w[o * in + j];
       }
       worst_c = std::max(worst_c, std::abs(c[t * ldc + o] - ref) / (mag + 1e-30));
+      unrounded_c = std::max(unrounded_c, std::abs(c[t * ldc + o] - exact) / (mag + 1e-30));
     }
     for (int64_t o = out; o < ldc; ++o) EXPECT_EQ(c[t * ldc + o], -7.0f) << "wrote past the output columns";
     for (int64_t k = set.offsets[t]; k < set.offsets[t + 1]; ++k) {
-      double ref = 0, mag = 0;
+      double ref = 0, mag = 0, exact = 0;
       for (int64_t o = 0; o < out; ++o) {
-        ref += static_cast<double>(dy[t * out + o]) * scale[o] * w[o * in + set.cols[k]];
-        mag += std::abs(static_cast<double>(dy[t * out + o]) * scale[o] * w[o * in + set.cols[k]]);
+        const double d = r(dy[t * out + o] * scale[o]);  // the product formed in f32, as the kernels do
+        ref += d * wr[o * in + set.cols[k]];
+        mag += std::abs(d * wr[o * in + set.cols[k]]);
+        exact += static_cast<double>(dy[t * out + o]) * scale[o] * w[o * in + set.cols[k]];
       }
       worst_s = std::max(worst_s, std::abs(sampled[k] - ref) / (mag + 1e-30));
+      unrounded_s = std::max(unrounded_s, std::abs(sampled[k] - exact) / (mag + 1e-30));
     }
   }
   EXPECT_LT(worst_c, 1e-6);
   EXPECT_LT(worst_s, 1e-6);
+  if (bf16) {  // the rounding really happened: bf16 operands are ~2⁻⁹ off
+    EXPECT_GT(unrounded_c, 1e-4);
+    EXPECT_GT(unrounded_s, 1e-4);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Storages, DroppedProduct,
                          ::testing::Values(Case{WeightStorage::F32, 64}, Case{WeightStorage::F32, 1000},
                                            Case{WeightStorage::BF16, 97}, Case{WeightStorage::BF16, 1000},
-                                           Case{WeightStorage::NF4, 300}),
+                                           Case{WeightStorage::NF4, 300}, Case{WeightStorage::F32, 64, true},
+                                           Case{WeightStorage::BF16, 97, true},
+                                           Case{WeightStorage::BF16, 1000, true},
+                                           Case{WeightStorage::NF4, 300, true}),
                          [](const auto& info) {
                            return std::string(storage_name(info.param.storage)) + "_tile" +
-                                  std::to_string(info.param.tile_rows);
+                                  std::to_string(info.param.tile_rows) +
+                                  (info.param.bf16_compute ? "_bf16compute" : "");
                          });
 
 TEST(DroppedProduct, EmptyRowsAndNoDrops) {
