@@ -54,10 +54,10 @@ class Decoder {
 
   // Memory / time trade-off of forward_backward (training.gradient_checkpointing; default on,
   // as HF gradient_checkpointing=True). On: each layer's input is kept and the layer's forward
-  // is replayed right before its backward (activations: one [tokens, H] per layer plus one
-  // layer's working set). Off: the forward keeps every layer's activations (see
-  // layer_activation_floats) and backward uses them directly, without the replay: ~27-30%
-  // less compute per step (bench/bench_decoder.cpp). Both modes give the same loss and
+  // is replayed, up to its down_proj, right before its backward (activations: one [tokens, H]
+  // per layer, down_proj's adapter state, plus one layer's working set). Off: the forward keeps every layer's activations (see
+  // layer_activation_floats) and backward uses them directly, without the replay's compute
+  // (bench/bench_decoder.cpp measures both). Both modes give the same loss and
   // gradients bit for bit.
   void set_gradient_checkpointing(bool on) { checkpointing_ = on; }
   // model.compute_dtype bf16: the frozen linears and lm_head multiply in bf16 with f32
