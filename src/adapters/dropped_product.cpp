@@ -139,9 +139,9 @@ void transpose_to_panels(Src&& src, int64_t rows, int64_t in, int64_t width, T* 
 
 // f(r0, rows, panels, width, layout) over W's rows as panels (transpose_to_panels), tiles no
 // larger than the weight tile. bf16 weights are read in place into bf16 panels (exact, half the
-// bytes); other storages go through float32 row tiles into float32 panels, or with bf16 compute
-// into bf16 panels of the rounded weights (the frozen GEMMs' rounding). f is called with a
-// const float* or a const uint16_t* panel pointer.
+// bytes), and so are the bf16 rows of the other storages with bf16 compute (the frozen GEMMs'
+// rounding, for_each_bf16_row_tile); otherwise float32 row tiles go into float32 panels. f is
+// called with a const float* or a const uint16_t* panel pointer.
 template <typename F>
 void for_each_panel_tile(const FrozenMatrix& W, WeightTile& tile, PanelScratch& scratch, F&& f) {
   const int64_t in = W.cols(), width = kPanelWidth;
@@ -149,44 +149,29 @@ void for_each_panel_tile(const FrozenMatrix& W, WeightTile& tile, PanelScratch& 
   const Bf16Layout layout = round && kHaveBf16Dot ? Bf16Layout::kDot : Bf16Layout::kWiden;
   int64_t max_rows = std::max<int64_t>(1, static_cast<int64_t>(tile.capacity()) / std::max<int64_t>(in, 1));
   // Whole panels per tile where the tile holds one: a tile of, say, 215 rows would end in an
-  // 87-wide panel whose last columns take the scalar path.
+  // 87-wide panel whose last columns take the scalar path (row tiles are cut the same way).
   if (max_rows >= width) max_rows -= max_rows % width;
-  auto grow16 = [&](int64_t m) {
-    if (scratch.panels16.size() < static_cast<size_t>(m * in))
-      scratch.panels16.resize(static_cast<size_t>(m * in));
-    return scratch.panels16.data();
-  };
-  if (const uint16_t* w16 = W.bf16_data()) {
-    for (int64_t r0 = 0; r0 < W.rows(); r0 += max_rows) {
-      const int64_t m = std::min(max_rows, W.rows() - r0);
-      const uint16_t* w = w16 + r0 * in;
-      uint16_t* panels = grow16(m);
-      transpose_to_panels([&](int64_t o, int64_t j) { return w[o * in + j]; }, m, in, width, panels, layout);
-      f(r0, m, static_cast<const uint16_t*>(panels), width, layout);
+  // Rows [r0, r0 + rows) of W at w ([rows, in], float or bf16) into panel tiles in buf.
+  auto panel_tiles = [&](int64_t r0, int64_t rows, const auto* w, auto& buf) {
+    using T = std::remove_cv_t<std::remove_pointer_t<decltype(w)>>;
+    for (int64_t c0 = 0; c0 < rows; c0 += max_rows) {
+      const int64_t m = std::min(max_rows, rows - c0);
+      const T* wc = w + c0 * in;
+      if (buf.size() < static_cast<size_t>(m * in)) buf.resize(static_cast<size_t>(m * in));
+      transpose_to_panels([&](int64_t o, int64_t j) { return wc[o * in + j]; }, m, in, width, buf.data(),
+                          layout);
+      f(r0 + c0, m, static_cast<const T*>(buf.data()), width, layout);
     }
-    return;
-  }
-  for_each_row_tile(
-      W, tile,
-      [&](int64_t r0, int64_t rows, const float* w) {
-        for (int64_t c0 = 0; c0 < rows; c0 += max_rows) {
-          const int64_t m = std::min(max_rows, rows - c0);
-          const float* wc = w + c0 * in;
-          if (round) {
-            uint16_t* p16 = grow16(m);
-            transpose_to_panels([&](int64_t o, int64_t j) { return f32_to_bf16(wc[o * in + j]); }, m, in,
-                                width, p16, layout);
-            f(r0 + c0, m, static_cast<const uint16_t*>(p16), width, layout);
-            continue;
-          }
-          std::vector<float>& buf = scratch.panels;
-          if (buf.size() < static_cast<size_t>(m * in)) buf.resize(static_cast<size_t>(m * in));
-          float* panels = buf.data();
-          transpose_to_panels([&](int64_t o, int64_t j) { return wc[o * in + j]; }, m, in, width, panels);
-          f(r0 + c0, m, static_cast<const float*>(panels), width, layout);
-        }
-      },
-      width);  // dequantised tiles of whole panels, as above
+  };
+  if (round || W.bf16_data())
+    for_each_bf16_row_tile(
+        W, tile,
+        [&](int64_t r0, int64_t rows, const uint16_t* w) { panel_tiles(r0, rows, w, scratch.panels16); },
+        width);
+  else
+    for_each_row_tile(
+        W, tile, [&](int64_t r0, int64_t rows, const float* w) { panel_tiles(r0, rows, w, scratch.panels); },
+        width);
 }
 
 // c[t, o0 .. o0 + V·16) (+)= Σ over row t's dropped j in the chunk of x[t, j]·panel[j, o0 ..]:
@@ -463,9 +448,8 @@ void sampled_dy_times_w_panels(const float* dy, const float* col_scale, const Dr
                   sampled_row_pass<1>(d + o, scale ? scale + o : nullptr, cols, count, wt + o, width, a);
               }
               for (; o < width; ++o) {  // the tail (a bf16 panel stores it in order)
-                const float dso = round   ? round_to_bf16(scale ? d[o] * scale[o] : d[o])
-                                  : scale ? d[o] * scale[o]
-                                          : d[o];
+                const float ds = scale ? d[o] * scale[o] : d[o];
+                const float dso = round ? round_to_bf16(ds) : ds;
                 for (int64_t k = 0; k < count; ++k) a[k] += dso * panel_value(wt[cols[k] * width + o]);
               }
             });

@@ -46,15 +46,25 @@ class WeightTile {
 void round_to_bf16_rows(const float* src, int64_t rows, int64_t cols, int64_t ld_src, uint16_t* dst,
                         int64_t ld_dst);
 
+// Rows per tile of W for the row-tile walkers below: the tile's capacity, cut to a whole
+// multiple of row_multiple rows where the tile holds that many (callers that cut tiles into
+// fixed-width blocks avoid a narrow block per tile), at most W's rows.
+inline int64_t row_tile_step(const FrozenMatrix& W, WeightTile& tile, int64_t row_multiple) {
+  int64_t step = tile.rows_per_tile(W.cols());
+  if (step >= row_multiple) step -= step % row_multiple;
+  return std::min(W.rows(), step);
+}
+
 // Calls f(r0, rows, w) over row tiles of W as bf16 [rows, W.cols()] (W's own data in one call
-// when it is stored as bf16).
+// when it is stored as bf16; other storages as float32 rounded to nearest even). row_multiple:
+// see row_tile_step.
 template <typename F>
-void for_each_bf16_row_tile(const FrozenMatrix& W, WeightTile& tile, F&& f) {
+void for_each_bf16_row_tile(const FrozenMatrix& W, WeightTile& tile, F&& f, int64_t row_multiple = 1) {
   if (const uint16_t* w = W.bf16_data()) {
     f(int64_t{0}, W.rows(), w);
     return;
   }
-  const int64_t step = std::min(W.rows(), tile.rows_per_tile(W.cols()));
+  const int64_t step = row_tile_step(W, tile, row_multiple);
   uint16_t* wb = tile.bf16_weights();
   for (int64_t r0 = 0; r0 < W.rows(); r0 += step) {
     const int64_t m = std::min(step, W.rows() - r0);
@@ -66,17 +76,14 @@ void for_each_bf16_row_tile(const FrozenMatrix& W, WeightTile& tile, F&& f) {
 }
 
 // Calls f(r0, rows, w) over row tiles of W as float32 [rows, W.cols()] (W's own data in one call
-// when it is stored as f32). Tiles are whole multiples of row_multiple rows where the tile holds
-// that many (callers that cut tiles into fixed-width blocks avoid a narrow block per tile).
+// when it is stored as f32). row_multiple: see row_tile_step.
 template <typename F>
 void for_each_row_tile(const FrozenMatrix& W, WeightTile& tile, F&& f, int64_t row_multiple = 1) {
   if (const float* w = W.f32_data()) {
     f(int64_t{0}, W.rows(), w);
     return;
   }
-  int64_t step = tile.rows_per_tile(W.cols());
-  if (step >= row_multiple) step -= step % row_multiple;
-  step = std::min(W.rows(), step);
+  const int64_t step = row_tile_step(W, tile, row_multiple);
   for (int64_t r0 = 0; r0 < W.rows(); r0 += step) {
     const int64_t m = std::min(step, W.rows() - r0);
     W.rows_f32(r0, m, tile.data());
