@@ -320,7 +320,8 @@ void dropped_times_wt_panels(const float* x, const DroppedSet& set, const Frozen
     }
   for_each_panel_tile(
       W, tile, scratch,
-      [&](int64_t r0, int64_t rows, const auto* tile_panels, int64_t block, Bf16Layout layout) {
+      [&](int64_t r0, int64_t rows, const auto* tile_panels, int64_t block,
+          [[maybe_unused]] Bf16Layout layout) {
         using T = std::remove_cv_t<std::remove_pointer_t<decltype(tile_panels)>>;
         for_each_panel_chunk(
             set, tile_panels, rows, in, block, chunk_rows(sizeof(T)),
@@ -413,7 +414,8 @@ void sampled_dy_times_w_panels(const float* dy, const float* col_scale, const Dr
   const bool round = tile.bf16_compute();  // dy·scale as the bf16 frozen GEMM takes it
   for_each_panel_tile(
       W, tile, scratch,
-      [&](int64_t r0, int64_t rows, const auto* tile_panels, int64_t block, Bf16Layout layout) {
+      [&](int64_t r0, int64_t rows, const auto* tile_panels, int64_t block,
+          [[maybe_unused]] Bf16Layout layout) {
         using T = std::remove_cv_t<std::remove_pointer_t<decltype(tile_panels)>>;
         for_each_panel_chunk(
             set, tile_panels, rows, in, block, chunk_rows(sizeof(T)),
